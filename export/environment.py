@@ -1,0 +1,41 @@
+"""What is installed and usable: library versions, ONNX Runtime providers, TensorRT, GPU."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+
+
+def _version(mod: str) -> str:
+    try:
+        m = importlib.import_module(mod)
+    except Exception as e:  # ImportError, or a broken binary wheel (e.g. tensorrt without libs)
+        return f"not usable ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})"
+    return str(getattr(m, "__version__", "unknown"))
+
+
+def collect_env() -> dict[str, str]:
+    from indextts_trt.runtime import __version__
+
+    out: dict[str, str] = {"indextts-trt": __version__, "python": platform.python_version(),
+                           "platform": platform.platform()}
+    for mod in ("numpy", "torch", "onnx", "onnxruntime", "polygraphy", "tensorrt", "safetensors",
+                "sentencepiece", "soundfile", "soxr", "wetext"):
+        out[mod] = _version(mod)
+    try:
+        import onnxruntime as ort
+
+        out["onnxruntime providers"] = ", ".join(ort.get_available_providers())
+    except Exception:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(0)
+            out["gpu"] = f"{p.name} (sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB)"
+        else:
+            out["gpu"] = "none visible to torch"
+    except Exception:
+        out["gpu"] = "unknown (torch not installed)"
+    return out
