@@ -1,0 +1,239 @@
+"""The end-to-end PyTorch reference pipeline (upstream ``IndexTTS2.infer`` semantics, fp32, CPU).
+
+text + speaker WAV (+ emotion WAV | 8-weight emotion vector, emo_alpha)
+  → segments → conditioning → GPT codes → GPT latents → S2Mel → BigVGAN → 22.05 kHz int16.
+
+It is the yardstick the exported graphs and the torch-free runtime are checked against, so it
+stays close to upstream and simple; speed is not its job. The numpy front ends (text, audio,
+sampler) are the runtime's own, shared rather than duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from indextts_trt.runtime.audio import campplus_features, load_emotion_prompt, load_prompt, mel_spectrogram, seamless_fbank
+from indextts_trt.runtime.config import IndexTTSConfig
+from indextts_trt.runtime.layout import CheckpointLayout
+from indextts_trt.runtime.sampling import SamplingOptions
+from indextts_trt.runtime.text import TextNormalizer, TextTokenizer, text_to_segments
+
+from .bigvgan import load_bigvgan
+from .campplus import load_campplus
+from .generation import generate_codes, latents as gpt_latents
+from .s2mel import load_s2mel
+from .semantic_codec import load_semantic_codec
+from .unified_voice import load_emo_matrices, load_unified_voice
+from .w2vbert import load_w2vbert
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 22050
+INTERVAL_SILENCE_MS = 200
+
+
+@dataclass
+class SpeakerConditioning:
+    """Everything computed once per speaker prompt (upstream caches the same tensors)."""
+
+    spk_cond_emb: torch.Tensor  # (1, T50, semantic_dim) normalized w2v-bert layer features
+    prompt_condition: torch.Tensor  # (1, T_ref, lr_channels) length-regulated S_ref
+    ref_mel: torch.Tensor  # (1, n_mels, T_ref)
+    style: torch.Tensor  # (1, style_dim) CAMPPlus vector
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    emo_alpha: float = 1.0
+    emotion_vector: Sequence[float] | None = None
+    use_random: bool = False
+    max_text_tokens_per_segment: int = 120
+    quick_streaming_tokens: int = 0
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    diffusion_steps: int = 25
+    cfg_rate: float = 0.7
+    seed: int = 0
+    interval_silence_ms: int = INTERVAL_SILENCE_MS
+
+
+@dataclass
+class SegmentResult:
+    text_ids: np.ndarray
+    codes: np.ndarray
+    hit_stop: bool
+    mel: torch.Tensor  # (1, n_mels, T_gen)
+    wav: np.ndarray  # float32 in [-1, 1]
+
+
+@dataclass
+class SynthesisResult:
+    wav: np.ndarray  # int16 (N,)
+    sample_rate: int
+    segments: list[SegmentResult]
+    seconds: dict[str, float]
+
+    @property
+    def duration(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+
+class ReferencePipeline:
+    """Loads every model of a checkpoint directory once; synthesizes on CPU in fp32."""
+
+    def __init__(self, checkpoints: str | Path):
+        lay = CheckpointLayout(Path(checkpoints))
+        self.cfg: IndexTTSConfig = lay.check()
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.normalizer = TextNormalizer()
+        self.tokenizer = TextTokenizer(lay.bpe_model())
+        self.gpt = load_unified_voice(lay.gpt(cfg), cfg)
+        self.spk_matrix, self.emo_matrix = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
+        self.w2v = load_w2vbert(lay.w2v_bert_dir(), lay.w2v_stat(cfg), cfg)
+        self.codec = load_semantic_codec(lay.semantic_codec(), cfg)
+        self.campplus = load_campplus(lay.campplus(), cfg)
+        self.s2mel = load_s2mel(lay.s2mel(cfg), cfg)
+        self.bigvgan = load_bigvgan(lay.bigvgan_dir(), cfg)
+        self.load_seconds = time.perf_counter() - t0
+        self._spk_cache: dict[tuple[str, float], SpeakerConditioning] = {}
+        self._emo_cache: dict[tuple[str, float], torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ conditioning (cached)
+
+    @torch.no_grad()
+    def semantic_features(self, wav16k: np.ndarray) -> torch.Tensor:
+        feats, mask = seamless_fbank(wav16k)
+        x = torch.from_numpy(feats)[None]  # (1, T50, 160)
+        m = torch.from_numpy(np.asarray(mask, dtype=bool))[None]
+        return self.w2v(x, m)  # (1, T50, semantic_dim)
+
+    @torch.no_grad()
+    def speaker(self, path: str | Path) -> SpeakerConditioning:
+        key = (str(Path(path).resolve()), Path(path).stat().st_mtime if Path(path).exists() else 0.0)
+        if key in self._spk_cache:
+            return self._spk_cache[key]
+        prompt = load_prompt(path)
+        spk = self.semantic_features(prompt.wav16k)
+        _, s_ref = self.codec.quantize(spk)  # (1, T50, semantic_dim), continuous quantized
+        ref_mel = torch.from_numpy(mel_spectrogram(prompt.wav22k))[None]  # (1, n_mels, T_ref)
+        style = self.campplus(torch.from_numpy(campplus_features(prompt.wav16k))[None])  # (1, style_dim)
+        prompt_condition = self.s2mel.length_regulator(s_ref, ref_mel.shape[-1])
+        cond = SpeakerConditioning(spk, prompt_condition, ref_mel, style)
+        self._spk_cache = {key: cond}  # upstream keeps only the last prompt
+        return cond
+
+    @torch.no_grad()
+    def emotion(self, path: str | Path) -> torch.Tensor:
+        key = (str(Path(path).resolve()), Path(path).stat().st_mtime if Path(path).exists() else 0.0)
+        if key not in self._emo_cache:
+            self._emo_cache = {key: self.semantic_features(load_emotion_prompt(path))}
+        return self._emo_cache[key]
+
+    # ------------------------------------------------------------------------------ synthesis
+
+    def synthesize(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
+                   options: SynthesisOptions = SynthesisOptions(), progress: bool = False) -> SynthesisResult:
+        segs = list(self.iter_segments(text, speaker, emotion_audio=emotion_audio, options=options,
+                                       progress=progress))
+        seconds = defaultdict(float)
+        for _, secs in segs:
+            for k, v in secs.items():
+                seconds[k] += v
+        wav = join_segments([s.wav for s, _ in segs], options.interval_silence_ms)
+        return SynthesisResult(wav=wav, sample_rate=SAMPLE_RATE, segments=[s for s, _ in segs], seconds=dict(seconds))
+
+    @torch.no_grad()
+    def iter_segments(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
+                      options: SynthesisOptions = SynthesisOptions(),
+                      progress: bool = False) -> Iterator[tuple[SegmentResult, dict[str, float]]]:
+        cfg = self.cfg
+        t = time.perf_counter()
+        segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
+                                    options.quick_streaming_tokens)
+        secs = {"text": time.perf_counter() - t}
+
+        t = time.perf_counter()
+        spk = self.speaker(speaker)
+        emo_alpha = options.emo_alpha
+        emo_vector = options.emotion_vector
+        if emo_vector is not None:
+            # upstream: an explicit vector drops the emotion audio; alpha scales the vector,
+            # truncated to 4 decimals, and the emotion audio falls back to the speaker's.
+            emotion_audio = None
+            scale = min(max(emo_alpha, 0.0), 1.0)
+            if scale != 1.0:
+                emo_vector = [int(w * scale * 10000) / 10000 for w in emo_vector]
+        if emotion_audio is None:
+            emo_emb, emo_alpha = spk.spk_cond_emb, 1.0
+        else:
+            emo_emb = self.emotion(emotion_audio)
+        secs["conditioning"] = time.perf_counter() - t
+
+        from tqdm import tqdm
+
+        for i, ids in enumerate(tqdm(segments, desc="segments", unit="seg", disable=not progress)):
+            seg_secs = dict(secs) if i == 0 else {}
+            t = time.perf_counter()
+            emovec = self.gpt.merge_emovec(spk.spk_cond_emb, emo_emb, emo_alpha)
+            if emo_vector is not None:
+                w = torch.tensor(emo_vector, dtype=torch.float32)
+                emovec_mat = self.gpt.emo_vector_from_weights(w, spk.style, self.spk_matrix, self.emo_matrix,
+                                                             use_random=options.use_random)
+                emovec = emovec_mat + (1 - w.sum()) * emovec
+            conds = self.gpt.conds_latent(spk.spk_cond_emb, emovec)
+            text_ids = np.asarray(ids, dtype=np.int64)
+            sampling = options.sampling if options.sampling.seed is not None else \
+                _with_seed(options.sampling, options.seed + i)
+            gen = generate_codes(self.gpt, conds, torch.from_numpy(text_ids), sampling,
+                                 stop_token=cfg.gpt.stop_mel_token, max_new_tokens=sampling.max_new_tokens)
+            codes = np.asarray(gen.codes, dtype=np.int64)
+            if len(codes) == 0:
+                log.warning("segment %d: the GPT stopped before any code; skipping it", i)
+                continue
+            seg_secs["gpt_generate"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            codes_t = torch.from_numpy(codes)[None]
+            lat = gpt_latents(self.gpt, conds, torch.from_numpy(text_ids), codes_t[0])  # (1, N, model_dim)
+            seg_secs["gpt_latents"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            gen_t = torch.Generator().manual_seed(options.seed + 1000 + i)
+            mel = self.s2mel.infer(lat, self.codec.vq2emb(codes_t), spk.prompt_condition, spk.ref_mel, spk.style,
+                                   n_steps=options.diffusion_steps, cfg_rate=options.cfg_rate, generator=gen_t)
+            seg_secs["s2mel"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            wav = self.bigvgan(mel.float())[0, 0].numpy().astype(np.float32)
+            seg_secs["bigvgan"] = time.perf_counter() - t
+            yield SegmentResult(text_ids, codes, gen.hit_stop, mel, wav), seg_secs
+
+
+def _with_seed(opts: SamplingOptions, seed: int) -> SamplingOptions:
+    import dataclasses
+
+    return dataclasses.replace(opts, seed=seed)
+
+
+def to_int16(wav: np.ndarray) -> np.ndarray:
+    """upstream: clamp(32767·wav, ±32767), written as 16-bit PCM."""
+    return np.clip(np.round(np.asarray(wav, np.float32) * 32767.0), -32767, 32767).astype(np.int16)
+
+
+def join_segments(wavs: Sequence[np.ndarray], interval_silence_ms: int = INTERVAL_SILENCE_MS) -> np.ndarray:
+    """Concatenate segment waveforms with ``interval_silence_ms`` of zeros between them (upstream)."""
+    sil = np.zeros(int(SAMPLE_RATE * interval_silence_ms / 1000.0), np.int16)
+    parts: list[np.ndarray] = []
+    for i, w in enumerate(wavs):
+        parts.append(to_int16(w))
+        if i < len(wavs) - 1 and interval_silence_ms > 0:
+            parts.append(sil)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int16)

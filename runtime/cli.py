@@ -1,0 +1,141 @@
+"""``tts-run``: synthesize speech.
+
+This module is imported by the console script, so it must not import torch: the PyTorch
+reference backend (``--backend torch``) is imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, help="Synthesize speech with IndexTTS2.")
+
+DEFAULT_TEXT = "Hello there. This is a test of the IndexTTS2 export toolchain."
+
+
+def _parse_vector(s: str | None) -> list[float] | None:
+    if s is None:
+        return None
+    try:
+        v = [float(x) for x in s.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise typer.BadParameter(f"--emotion-vector must be 8 comma-separated numbers, got {s!r}") from None
+    if len(v) != 8:
+        raise typer.BadParameter(f"--emotion-vector needs 8 weights [happy, angry, sad, afraid, disgusted, "
+                                 f"melancholic, surprised, calm], got {len(v)}")
+    return v
+
+
+@app.command()
+def synth(
+    text: str = typer.Option(DEFAULT_TEXT, "--text", help="text to speak"),
+    speaker: Path | None = typer.Option(None, "--speaker", help="speaker reference audio (WAV/FLAC/OGG); "
+                                        "default: a built-in synthetic voice-like prompt"),
+    out: Path = typer.Option(Path("out/tts.wav"), "--out", help="output WAV (22.05 kHz, 16-bit)"),
+    backend: str = typer.Option("torch", "--backend", help="torch: the PyTorch reference pipeline"),
+    checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory (torch backend)"),
+    emotion_audio: Path | None = typer.Option(None, "--emotion-audio", help="emotion reference audio"),
+    emotion_vector: str | None = typer.Option(None, "--emotion-vector", help="8 weights, comma separated"),
+    emotion_alpha: float = typer.Option(1.0, "--emotion-alpha", help="emotion strength in [0, 1]"),
+    seed: int = typer.Option(0, "--seed", help="seed for sampling and diffusion noise"),
+    greedy: bool = typer.Option(False, "--greedy", help="greedy decoding (1 beam, argmax) instead of 3-beam sampling"),
+    num_beams: int = typer.Option(3, "--num-beams"),
+    top_k: int = typer.Option(30, "--top-k"),
+    top_p: float = typer.Option(0.8, "--top-p"),
+    temperature: float = typer.Option(0.8, "--temperature"),
+    repetition_penalty: float = typer.Option(10.0, "--repetition-penalty"),
+    max_codes: int = typer.Option(1500, "--max-codes", help="at most this many semantic codes per segment"),
+    max_segment_tokens: int = typer.Option(120, "--max-segment-tokens"),
+    diffusion_steps: int = typer.Option(25, "--diffusion-steps"),
+    cfg_rate: float = typer.Option(0.7, "--cfg-rate"),
+    report: Path | None = typer.Option(None, "--report", help="also write the latency report as JSON here"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Synthesize TEXT in the voice of SPEAKER and write a WAV plus a latency report."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from indextts_trt.runtime.sampling import SamplingOptions
+
+    vec = _parse_vector(emotion_vector)
+    if greedy:
+        sampling = SamplingOptions.greedy(max_new_tokens=max_codes)
+    else:
+        sampling = SamplingOptions(num_beams=num_beams, top_k=top_k, top_p=top_p, temperature=temperature,
+                                   repetition_penalty=repetition_penalty, max_new_tokens=max_codes)
+    try:
+        sampling = sampling.validated()
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if backend != "torch":
+        raise typer.BadParameter(f"--backend {backend!r}: only 'torch' (the PyTorch reference) is available so far")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if speaker is None:
+            from indextts_trt.runtime.audio import write_wav_int16
+            from indextts_trt.runtime.demo_audio import synth_voice_prompt
+
+            speaker = Path(tmp) / "demo_prompt.wav"
+            write_wav_int16(speaker, synth_voice_prompt(3.0, 22050, seed=1), 22050)
+            logging.getLogger(__name__).info("no --speaker given: using a built-in synthetic 3 s prompt")
+        rep = _run_torch(checkpoints, text, speaker, out, emotion_audio, vec, emotion_alpha, seed, sampling,
+                         max_segment_tokens, diffusion_steps, cfg_rate)
+    _print_report(rep, out)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(rep, indent=2))
+
+
+def _run_torch(checkpoints, text, speaker, out, emotion_audio, vec, alpha, seed, sampling, max_seg, steps, cfg_rate):
+    from indextts_trt.runtime.audio import write_wav_int16
+
+    try:
+        from indextts_trt.reference.pipeline import ReferencePipeline, SynthesisOptions
+    except ImportError as e:
+        raise typer.BadParameter(f"--backend torch needs the reference extra (torch): {e}") from None
+    t0 = time.perf_counter()
+    pipe = ReferencePipeline(checkpoints)
+    load_s = time.perf_counter() - t0
+    opts = SynthesisOptions(emo_alpha=alpha, emotion_vector=vec, max_text_tokens_per_segment=max_seg,
+                            sampling=sampling, diffusion_steps=steps, cfg_rate=cfg_rate, seed=seed)
+    t0 = time.perf_counter()
+    res = pipe.synthesize(text, speaker, emotion_audio=emotion_audio, options=opts, progress=True)
+    total = time.perf_counter() - t0
+    write_wav_int16(out, res.wav, res.sample_rate)
+    return {
+        "backend": "torch (PyTorch reference, CPU fp32)",
+        "checkpoints": str(checkpoints),
+        "load_seconds": load_s,
+        "total_seconds": total,
+        "audio_seconds": res.duration,
+        "rtf": total / max(res.duration, 1e-9),
+        "segments": len(res.segments),
+        "codes_per_segment": [int(len(s.codes)) for s in res.segments],
+        "stage_seconds": res.seconds,
+    }
+
+
+def _print_report(rep: dict, out: Path) -> None:
+    typer.echo(f"wrote {out} ({rep['audio_seconds']:.2f} s of audio, {rep['segments']} segment(s), "
+               f"codes {rep['codes_per_segment']})")
+    typer.echo(f"backend: {rep['backend']}; models loaded in {rep['load_seconds']:.2f} s")
+    typer.echo(f"{'stage':<16s}{'seconds':>10s}")
+    for k, v in rep["stage_seconds"].items():
+        typer.echo(f"{k:<16s}{v:>10.3f}")
+    typer.echo(f"{'total':<16s}{rep['total_seconds']:>10.3f}   RTF {rep['rtf']:.3f}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

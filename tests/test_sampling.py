@@ -1,0 +1,141 @@
+"""The numpy sampler: HF processor semantics, beam bookkeeping, seeding, greedy, limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indextts_trt.runtime.sampling import (
+    BeamSearch,
+    SamplingOptions,
+    apply_repetition_penalty,
+    apply_top_k,
+    apply_top_p,
+    log_softmax,
+    process_scores,
+)
+
+
+def test_repetition_penalty_signs():
+    s = np.array([[-2.0, -0.5, 1.0, 3.0]], np.float32)
+    seen = np.array([[True, False, True, False]])
+    out = apply_repetition_penalty(s, seen, 10.0)
+    np.testing.assert_allclose(out, [[-20.0, -0.5, 0.1, 3.0]], rtol=1e-6)
+
+
+def test_top_k_keeps_ties_and_min_tokens():
+    s = np.array([[5.0, 4.0, 4.0, 1.0, 0.0]], np.float32)
+    assert np.isfinite(apply_top_k(s, 2, 1)).sum() == 3  # the tie with the 2nd is kept (HF: < kth removed)
+    assert np.isfinite(apply_top_k(s, 1, 2)).sum() >= 2  # min_tokens_to_keep wins over k
+
+
+def test_top_p_matches_hand_computation():
+    logp = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], np.float32))
+    kept = np.isfinite(apply_top_p(logp, 0.8, 1))
+    # ascending cumulative: 0.05, 0.20, 0.50, 1.0; removed where <= 0.2 → the two smallest
+    assert kept.tolist() == [[True, True, False, False]]
+    kept2 = np.isfinite(apply_top_p(logp, 0.1, 2))
+    assert kept2.sum() == 2  # min_tokens_to_keep
+
+
+def test_processor_order_penalty_before_temperature():
+    logits = np.array([[2.0, 1.0, 0.0, -1.0]], np.float32)
+    seen = np.array([[True, False, False, False]])
+    opts = SamplingOptions(num_beams=1, temperature=0.5, top_k=0, top_p=1.0, repetition_penalty=3.0)
+    out = process_scores(logits, seen, opts)
+    lp = log_softmax(logits)
+    expect = lp.copy()
+    expect[0, 0] = lp[0, 0] * 3.0  # negative log-prob is multiplied
+    np.testing.assert_allclose(out, expect / 0.5, rtol=1e-6)
+
+
+def _run(opts, logits_fn, V=7, stop=6, prompt=(1, 1, 5)):
+    bs = BeamSearch(opts, np.array(prompt), V, stop)
+    history = [[] for _ in range(bs.num_beams)]  # what a KV cache would hold per row
+    step = 0
+    while not bs.done:
+        tokens, idx = bs.step(logits_fn(step, history))
+        history = [history[i] + [int(t)] for i, t in zip(idx, tokens)]
+        step += 1
+        assert history == bs.sequences  # the reorder contract
+    return bs.finalize(), bs
+
+
+def test_greedy_is_argmax_of_processed_scores():
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((40, 7)).astype(np.float32)
+
+    def fn(step, hist):
+        return table[step][None]
+
+    codes, bs = _run(SamplingOptions.greedy(max_new_tokens=30), fn)
+    seen = np.zeros((1, 7), bool)
+    seen[0, [1, 5]] = True
+    expect = []
+    for step in range(len(codes) + 1):
+        tok = int(np.argmax(process_scores(table[step][None], seen, SamplingOptions.greedy())))
+        if tok == 6:
+            break
+        expect.append(tok)
+        seen[0, tok] = True
+    assert codes.tolist() == expect
+
+
+def test_beam_bookkeeping_on_a_forced_case():
+    """Peaked logits force the search: step 0 only beam 0 is live (HF init scores [0, -1e9, -1e9]);
+    the stop code becomes the best candidate at step 2 for the beam that chose token 2."""
+    V, stop = 7, 6
+    big = 30.0
+
+    def fn(step, hist):
+        lg = np.full((3, V), -big, np.float32)
+        for r, h in enumerate(hist):
+            if step == 0:
+                lg[r, [2, 3, 4]] = [big, big - 1, big - 2]
+            elif h and h[-1] == 2:
+                lg[r, stop] = big  # beam "2" wants to stop
+                lg[r, 0] = big - 5
+            else:
+                lg[r, 0] = big
+        return lg
+
+    opts = SamplingOptions(do_sample=False, num_beams=3, repetition_penalty=1.0, max_new_tokens=5)
+    codes, bs = _run(opts, fn)
+    assert codes.tolist() == [2] and bs.hit_stop  # the stopped hypothesis [2] beats longer ones
+
+
+def test_seeded_sampling_is_reproducible_and_seed_dependent():
+    rng = np.random.default_rng(1)
+    table = rng.standard_normal((60, 3, 50)).astype(np.float32) * 0.1
+
+    def fn(step, hist):
+        lg = table[step].copy()
+        lg[:, 49] = -5.0  # rarely stop
+        return lg
+
+    def go(seed):
+        opts = SamplingOptions(seed=seed, top_k=30, top_p=0.95, repetition_penalty=1.2, max_new_tokens=40)
+        return _run(opts, fn, V=50, stop=49)[0].tolist()
+
+    assert go(3) == go(3)
+    assert go(3) != go(4)
+
+
+def test_max_new_tokens_cap_and_no_stop():
+    def fn(step, hist):
+        lg = np.zeros((3, 7), np.float32)
+        lg[:, 6] = -50.0
+        return lg
+
+    codes, bs = _run(SamplingOptions(seed=0, max_new_tokens=9), fn)
+    assert len(codes) == 9 and not bs.hit_stop and 6 not in codes.tolist()
+
+
+def test_bad_options_name_the_field():
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingOptions(top_p=0.0).validated()
+    with pytest.raises(ValueError, match="num_beams"):
+        BeamSearch(SamplingOptions(num_beams=0), np.array([1]), 7, 6)
+    bs = BeamSearch(SamplingOptions(), np.array([1]), 7, 6)
+    with pytest.raises(ValueError, match=r"logits must be \(3, 7\)"):
+        bs.step(np.zeros((1, 7), np.float32))
