@@ -149,6 +149,10 @@ def write_random_unified_voice(cfg: IndexTTSConfig, path: str | Path, seed: int)
     model = build_unified_voice(cfg)
     # upstream initializes speed_emb to zeros; random rows make a swapped index visible in tests
     nn.init.normal_(model.speed_emb.weight, std=0.02)
+    # a random GPT would emit the stop code after a few dozen steps; bias it down so a random
+    # checkpoint speaks for seconds (this is a property of the weights we write, not of the code)
+    with torch.no_grad():
+        model.mel_head.bias[cfg.gpt.stop_mel_token] -= 2.0
     write_unified_voice(model, path)
 
 

@@ -458,14 +458,14 @@ def tiny_config_dict() -> dict[str, Any]:
     g = d["gpt"]
     g.update({
         "model_dim": 15, "heads": 3, "layers": 2, "max_mel_tokens": 250, "max_text_tokens": 120,
-        "number_text_tokens": 512, "number_mel_codes": 39, "start_mel_token": 37, "stop_mel_token": 38,
+        "number_text_tokens": 512, "number_mel_codes": 99, "start_mel_token": 97, "stop_mel_token": 98,
         "condition_num_latent": 5, "emo_dim": 14,
     })
     g["condition_module"] = {"output_size": 12, "linear_units": 21, "attention_heads": 3, "num_blocks": 2,
                              "input_layer": "conv2d2", "perceiver_mult": 2, "perceiver_dim_head": 5}
     g["emo_condition_module"] = {"output_size": 8, "linear_units": 13, "attention_heads": 2, "num_blocks": 1,
                                  "input_layer": "conv2d2", "perceiver_mult": 2, "perceiver_dim_head": 7}
-    d["semantic_codec"] = {"codebook_size": 37, "hidden_size": 24, "codebook_dim": 3, "vocos_dim": 10,
+    d["semantic_codec"] = {"codebook_size": 97, "hidden_size": 24, "codebook_dim": 3, "vocos_dim": 10,
                            "vocos_intermediate_dim": 17, "vocos_num_layers": 2}
     s = d["s2mel"]
     s["style_encoder"] = {"dim": 23}

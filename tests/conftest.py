@@ -22,3 +22,24 @@ def full_cfg():
     from indextts_trt.runtime.config import full_config
 
     return full_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A complete tiny random-weight checkpoint directory in the released layout (≈5 s to write)."""
+    from indextts_trt.reference.init_checkpoints import init_checkpoints
+
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    init_checkpoints("tiny", out, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prompt_wav(tmp_path_factory):
+    import soundfile as sf
+
+    from indextts_trt.runtime.demo_audio import synth_voice_prompt
+
+    p = tmp_path_factory.mktemp("audio") / "prompt.wav"
+    sf.write(p, synth_voice_prompt(2.5, 22050, seed=3), 22050)
+    return p

@@ -1,0 +1,9 @@
+"""Audio front ends (torch-free): loading, resampling, Kaldi fbanks and the S2Mel mel spectrogram."""
+
+from .features import campplus_features, kaldi_mel_banks, log_fbank, seamless_fbank
+from .io import AudioError, Prompt, load_audio, load_emotion_prompt, load_prompt, resample, write_wav_int16
+from .mel import mel_spectrogram, slaney_mel_basis
+
+__all__ = ["AudioError", "Prompt", "load_audio", "load_prompt", "load_emotion_prompt", "resample",
+           "write_wav_int16", "seamless_fbank", "campplus_features", "log_fbank", "kaldi_mel_banks",
+           "mel_spectrogram", "slaney_mel_basis"]

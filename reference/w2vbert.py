@@ -1,0 +1,117 @@
+"""w2v-bert-2.0 semantic features: HF ``Wav2Vec2BertModel``, first ``cfg.w2v_layer`` layers.
+
+The issue allows the transformers implementation for the reference; the key names and config are
+the released ``facebook/w2v-bert-2.0`` ones. Output = hidden_states[w2v_layer] (the output after
+17 layers for the release), normalized with ``wav2vec2bert_stats.pt``: (x - mean) / sqrt(var).
+Only the used layers are built; the later layers in ``model.safetensors`` are checked to exist
+and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from indextts_trt.runtime.config import IndexTTSConfig
+
+from .checkpoint_io import CheckpointError, load_strict, safetensors_load, safetensors_save, torch_load, torch_save
+
+FULL_CONFIG = {
+    "architectures": ["Wav2Vec2BertModel"], "model_type": "wav2vec2-bert", "hidden_size": 1024,
+    "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096, "hidden_act": "swish",
+    "hidden_dropout": 0.0, "activation_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0,
+    "final_dropout": 0.1, "layerdrop": 0.1, "layer_norm_eps": 1e-05, "initializer_range": 0.02,
+    "feature_projection_input_dim": 160, "apply_spec_augment": False, "mask_time_prob": 0.0,
+    "position_embeddings_type": "relative_key", "left_max_position_embeddings": 64,
+    "right_max_position_embeddings": 8, "rotary_embedding_base": 10000, "max_source_positions": 5000,
+    "conv_depthwise_kernel_size": 31, "conformer_conv_dropout": 0.1, "add_adapter": False,
+    "use_intermediate_ffn_before_adapter": False, "output_hidden_size": 1024, "vocab_size": None,
+    "torch_dtype": "float32",
+}
+PREPROCESSOR_CONFIG = {
+    "feature_extractor_type": "SeamlessM4TFeatureExtractor", "feature_size": 80, "num_mel_bins": 80,
+    "padding_side": "right", "padding_value": 1, "return_attention_mask": True, "sampling_rate": 16000,
+    "stride": 2, "processor_class": "Wav2Vec2BertProcessor",
+}
+
+
+def w2v_config_dict(cfg: IndexTTSConfig, size: str) -> dict:
+    d = dict(FULL_CONFIG)
+    if size != "full":  # tiny: odd sizes, the released structure
+        d.update(hidden_size=cfg.semantic_dim, output_hidden_size=cfg.semantic_dim, num_hidden_layers=cfg.w2v_layer + 1,
+                 num_attention_heads=2, intermediate_size=37, conv_depthwise_kernel_size=5)
+    return d
+
+
+class W2VBertSemantic(nn.Module):
+    def __init__(self, hf_config: dict, layers: int):
+        super().__init__()
+        from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+        conf = Wav2Vec2BertConfig.from_dict({**hf_config, "num_hidden_layers": layers})
+        self.layers = layers
+        self.model = Wav2Vec2BertModel(conf).eval()
+        self.register_buffer("mean", torch.zeros(conf.hidden_size))
+        self.register_buffer("std", torch.ones(conf.hidden_size))
+
+    def forward(self, feats: Tensor, mask: Tensor | None = None) -> Tensor:
+        """feats (B, T, 160), mask (B, T) bool/int → (B, T, hidden) normalized layer features."""
+        out = self.model(input_features=feats, attention_mask=None if mask is None else mask.long(),
+                         output_hidden_states=True)
+        return (out.hidden_states[self.layers] - self.mean) / self.std
+
+
+def write_random_w2vbert(cfg: IndexTTSConfig, out_dir: str | Path, seed: int, size: str) -> None:
+    from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+    torch.manual_seed(seed)
+    d = w2v_config_dict(cfg, size)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = Wav2Vec2BertModel(Wav2Vec2BertConfig.from_dict(d))
+    (out_dir / "config.json").write_text(json.dumps(d, indent=2))
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2))
+    safetensors_save({k: v.detach().float() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
+
+
+def write_random_w2v_stats(cfg: IndexTTSConfig, path: str | Path, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.rand(cfg.semantic_dim, generator=g) * 2.9 - 1.9  # like the release: [-1.9, 1.0]
+    var = torch.rand(cfg.semantic_dim, generator=g) * 3.0 + 0.1
+    torch_save({"mean": mean, "var": var}, path)
+
+
+def load_w2vbert(model_dir: str | Path, stats_path: str | Path, cfg: IndexTTSConfig) -> W2VBertSemantic:
+    model_dir = Path(model_dir)
+    conf_path = model_dir / "config.json"
+    if not conf_path.is_file():
+        raise CheckpointError(f"w2v-bert config not found: {conf_path}")
+    try:
+        hf = json.loads(conf_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{conf_path} is not valid JSON: {e}") from None
+    if hf.get("hidden_size") != cfg.semantic_dim:
+        raise CheckpointError(f"{conf_path}: hidden_size {hf.get('hidden_size')} != semantic_codec.hidden_size "
+                              f"{cfg.semantic_dim} in config.yaml")
+    if hf.get("num_hidden_layers", 0) < cfg.w2v_layer:
+        raise CheckpointError(f"{conf_path}: {hf.get('num_hidden_layers')} layers, but layer {cfg.w2v_layer} is read")
+    model = W2VBertSemantic(hf, cfg.w2v_layer)
+    weights = model_dir / "model.safetensors"
+    sd = safetensors_load(weights, "w2v-bert weights")
+    later = re.compile(r"^encoder\.layers\.(\d+)\.")
+    sd = {k: v for k, v in sd.items() if not ((m := later.match(k)) and int(m.group(1)) >= cfg.w2v_layer)}
+    sd = {k: v for k, v in sd.items() if not k.startswith(("adapter.", "intermediate_ffn."))}
+    load_strict(model.model, sd, str(weights), optional=("masked_spec_embed",))
+    stats = torch_load(stats_path, "w2v-bert stats")
+    if not isinstance(stats, dict) or "mean" not in stats or "var" not in stats:
+        raise CheckpointError(f"{stats_path}: expected a dict with 'mean' and 'var'")
+    for k in ("mean", "var"):
+        if tuple(stats[k].shape) != (cfg.semantic_dim,):
+            raise CheckpointError(f"{stats_path}['{k}']: expected [{cfg.semantic_dim}], got {list(stats[k].shape)}")
+    model.mean.copy_(stats["mean"].float())
+    model.std.copy_(torch.sqrt(stats["var"].float()))
+    return model.eval()

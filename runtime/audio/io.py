@@ -1,0 +1,114 @@
+"""Audio loading, resampling, prompt preparation and WAV writing (numpy + soundfile + soxr).
+
+Upstream loads a prompt with ``librosa.load`` (soxr_hq) at 22.05 kHz mono, cuts it at 15 s, then
+derives 16 kHz with torchaudio's sinc-Hann resampler. torchaudio has no CPU build here, so the
+16 kHz signal is derived with soxr (HQ) from the same 22.05 kHz signal: a stated deviation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SR_22K = 22050
+SR_16K = 16000
+MAX_PROMPT_SECONDS = 15.0
+MIN_PROMPT_SECONDS = 0.5
+
+
+class AudioError(ValueError):
+    """An audio file is missing, unreadable, empty or unusable as a prompt."""
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Any soundfile-readable file (WAV/FLAC/OGG/MP3...) → (float32 mono (N,), sample rate)."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError for non-audio
+        raise AudioError(f"cannot read {path} as audio: {e}") from None
+    if data.size == 0:
+        raise AudioError(f"{path} contains no audio samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.all(np.isfinite(mono)):
+        raise AudioError(f"{path} contains NaN or infinite samples")
+    return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    import soxr
+
+    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out, quality="HQ").astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    wav22k: np.ndarray  # float32 (N22,)
+    wav16k: np.ndarray  # float32 (N16,)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wav22k) / SR_22K
+
+
+def _cut(x: np.ndarray, sr: int, max_seconds: float, path: Path) -> np.ndarray:
+    limit = int(max_seconds * sr)
+    if len(x) > limit:
+        log.warning("%s is %.1f s long; only the first %.0f s are used", path, len(x) / sr, max_seconds)
+        return x[:limit]
+    return x
+
+
+def _check_length(x: np.ndarray, sr: int, path: Path) -> None:
+    if len(x) < MIN_PROMPT_SECONDS * sr:
+        raise AudioError(f"{path} is {len(x) / sr:.2f} s long; a prompt needs at least {MIN_PROMPT_SECONDS} s")
+
+
+def load_prompt(path: str | Path, max_seconds: float = MAX_PROMPT_SECONDS) -> Prompt:
+    """Speaker prompt: 22.05 kHz (cut at ``max_seconds``) and the 16 kHz signal derived from it."""
+    x, sr = load_audio(path)
+    x22 = _cut(resample(x, sr, SR_22K), SR_22K, max_seconds, Path(path))
+    _check_length(x22, SR_22K, Path(path))
+    return Prompt(wav22k=x22, wav16k=resample(x22, SR_22K, SR_16K))
+
+
+def load_emotion_prompt(path: str | Path, max_seconds: float = MAX_PROMPT_SECONDS) -> np.ndarray:
+    """Emotion prompt: loaded straight at 16 kHz (upstream ``librosa.load(sr=16000)``), cut at 15 s."""
+    x, sr = load_audio(path)
+    x16 = _cut(resample(x, sr, SR_16K), SR_16K, max_seconds, Path(path))
+    _check_length(x16, SR_16K, Path(path))
+    return x16
+
+
+def write_wav_int16(path: str | Path, wav: np.ndarray, sr: int) -> Path:
+    """Write 16-bit PCM atomically: a temp file beside ``path`` renamed on success, so a failure
+    (full disk, Ctrl-C) never leaves a partial WAV. Float input is taken as [-1, 1]."""
+    import soundfile as sf
+
+    path = Path(path)
+    wav = np.asarray(wav)
+    if wav.dtype != np.int16:
+        wav = np.clip(np.round(wav.astype(np.float64) * 32767.0), -32767, 32767).astype(np.int16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, wav, sr, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
