@@ -25,6 +25,7 @@ from .checkpoint_io import (
     expect_mapping,
     fold_weight_norm_keys,
     load_strict,
+    read_json,
     torch_load,
     torch_save,
     unfold_weight_norm_keys,
@@ -211,12 +212,7 @@ def write_random_bigvgan(cfg: IndexTTSConfig, out_dir: str | Path, seed: int, si
 def load_bigvgan(model_dir: str | Path, cfg: IndexTTSConfig | None = None) -> BigVGAN:
     model_dir = Path(model_dir)
     conf = model_dir / "config.json"
-    if not conf.is_file():
-        raise CheckpointError(f"BigVGAN config not found: {conf}")
-    try:
-        h = json.loads(conf.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{conf} is not valid JSON: {e}") from None
+    h = read_json(conf, "BigVGAN config")
     if cfg is not None:
         if h.get("num_mels") != cfg.n_mels:
             raise CheckpointError(f"{conf}: num_mels {h.get('num_mels')} != {cfg.n_mels} mel bands of config.yaml")

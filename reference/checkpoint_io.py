@@ -53,6 +53,22 @@ def safetensors_load(path: str | Path, what: str = "checkpoint") -> dict[str, to
         raise CheckpointError(f"{what} {path} is truncated or corrupt: {e}") from None
 
 
+def read_json(path: str | Path, what: str) -> dict:
+    """A JSON config file (HF ``config.json`` style) with errors that name it."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def expect_mapping(obj: object, path: str | Path, key: str | None = None) -> dict:
     """Check that ``obj`` (or ``obj[key]``) is a dict of tensors/dicts; name the file otherwise."""
     if key is not None:

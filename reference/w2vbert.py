@@ -18,7 +18,15 @@ from torch import Tensor, nn
 
 from indextts_trt.runtime.config import IndexTTSConfig
 
-from .checkpoint_io import CheckpointError, load_strict, safetensors_load, safetensors_save, torch_load, torch_save
+from .checkpoint_io import (
+    CheckpointError,
+    load_strict,
+    read_json,
+    safetensors_load,
+    safetensors_save,
+    torch_load,
+    torch_save,
+)
 
 FULL_CONFIG = {
     "architectures": ["Wav2Vec2BertModel"], "model_type": "wav2vec2-bert", "hidden_size": 1024,
@@ -88,12 +96,7 @@ def write_random_w2v_stats(cfg: IndexTTSConfig, path: str | Path, seed: int) -> 
 def load_w2vbert(model_dir: str | Path, stats_path: str | Path, cfg: IndexTTSConfig) -> W2VBertSemantic:
     model_dir = Path(model_dir)
     conf_path = model_dir / "config.json"
-    if not conf_path.is_file():
-        raise CheckpointError(f"w2v-bert config not found: {conf_path}")
-    try:
-        hf = json.loads(conf_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{conf_path} is not valid JSON: {e}") from None
+    hf = read_json(conf_path, "w2v-bert config")
     if hf.get("hidden_size") != cfg.semantic_dim:
         raise CheckpointError(f"{conf_path}: hidden_size {hf.get('hidden_size')} != semantic_codec.hidden_size "
                               f"{cfg.semantic_dim} in config.yaml")
