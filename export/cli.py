@@ -17,6 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnx_ir", "onnxscript", "torch.onnx", "torch._dynamo", "torch.export"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @app.command("init-checkpoints")
@@ -42,6 +44,60 @@ def init_checkpoints_cmd(
         typer.echo(f"  {name:<28s} {s:8.2f} s")
     typer.echo(f"wrote {rep.out} ({rep.total_bytes / 2**20:.1f} MiB) in {sum(rep.seconds.values()):.1f} s, "
                f"peak RSS {rep.peak_rss_mb:.0f} MiB")
+
+
+@app.command("build")
+def build_cmd(
+    checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory"),
+    out: Path = typer.Option(Path("engines"), "--out", help="output directory for graphs and manifest"),
+    stage: list[str] = typer.Option(None, "--stage", help="build only these stages (repeatable)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16 (engine precision; graphs are fp32)"),
+    force: bool = typer.Option(False, "--force", help="rebuild even when the cache key matches"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Export every stage to ONNX and gate it on parity with the PyTorch reference."""
+    _setup_logging(verbose)
+    from indextts_trt.export.build import BuildError, build, failure_table
+    from indextts_trt.export.manifest import ManifestError
+    from indextts_trt.reference.checkpoint_io import CheckpointError
+    from indextts_trt.runtime.config import ConfigError
+
+    try:
+        rep = build(checkpoints, out, stages=stage or None, precision=precision, force=force)
+    except (BuildError, ManifestError, CheckpointError, ConfigError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    for name in rep.built:
+        typer.echo(f"  built   {name:<22s} {rep.seconds[name]:7.1f} s")
+    for name in rep.skipped:
+        typer.echo(f"  cached  {name}")
+    n_ok = sum(c.passed for c in rep.checks)
+    typer.echo(f"parity: {n_ok}/{len(rep.checks)} checks passed; report: {out / 'parity_report.md'}")
+    if not rep.ok:
+        typer.echo("PARITY FAILED — these stages were not written:\n" + failure_table(rep.checks), err=True)
+        raise typer.Exit(1)
+    if precision != "fp32":
+        typer.echo(f"note: ONNX graphs are fp32; {precision} applies when TensorRT engines are built from them "
+                   "(TensorRT is not usable here, so no engine was built)")
+
+
+@app.command("inspect")
+def inspect_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines directory")) -> None:
+    """Print the manifest: versions, stages, dimension ranges, parity."""
+    from indextts_trt.export.manifest import ManifestError, load_manifest
+
+    try:
+        m = load_manifest(engine_dir)
+    except ManifestError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"schema {m['schema_version']}  tool {m['tool']['version']}  " +
+               "  ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    typer.echo(f"checkpoints: {m['checkpoints'].get('path')}")
+    for name, st in m["stages"].items():
+        dims = ", ".join(f"{k} {v['min']}..{v['opt']}..{v['max']}" for k, v in st["dims"].items())
+        ok = sum(c["passed"] for c in st["parity"]["checks"])
+        typer.echo(f"  {name:<22s} {st['precision']:<5s} parity {ok}/{len(st['parity']['checks'])}  {dims}")
 
 
 @app.command("env")

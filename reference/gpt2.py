@@ -46,8 +46,10 @@ class Attention(nn.Module):
         t = k.size(2)
         # query i sits at absolute position t - s + i and sees keys 0..t - s + i
         causal = torch.ones(s, t, dtype=torch.bool, device=x.device).tril(t - s)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd)
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+        # additive -1e4 instead of HF's finfo.min fill: exp underflows to exactly 0 in fp32 either
+        # way (every query sees itself), and the constant survives fp16 in an exported graph
+        bias = (~causal).to(x.dtype) * -1e4
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd) + bias
         out = torch.softmax(scores, dim=-1) @ v
         return self.c_proj(out.transpose(1, 2).reshape(b, s, d)), (k, v)
 

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from indextts_trt.runtime.config import IndexTTSConfig
 
+from .conformer import MASK_BIAS
+
 from .checkpoint_io import (
     CheckpointError,
     load_strict,
@@ -67,10 +69,26 @@ class W2VBertSemantic(nn.Module):
         self.register_buffer("std", torch.ones(conf.hidden_size))
 
     def forward(self, feats: Tensor, mask: Tensor | None = None) -> Tensor:
-        """feats (B, T, 160), mask (B, T) bool/int → (B, T, hidden) normalized layer features."""
-        out = self.model(input_features=feats, attention_mask=None if mask is None else mask.long(),
-                         output_hidden_states=True)
-        return (out.hidden_states[self.layers] - self.mean) / self.std
+        """feats (B, T, 160), mask (B, T) bool/int (1 = valid) → (B, T, hidden) normalized features.
+
+        The HF layers are driven directly with the same masking HF applies (padded frames zeroed
+        before the layers, an additive attention bias, the conv module's padding mask), except
+        that the bias is -1e4 instead of HF's ``finfo.min``: identical in fp32 whenever a row has
+        a valid key, and a constant that survives fp16 in an exported graph. The mask matters:
+        with an odd fbank frame count the last stacked frame is padding.
+        """
+        m = self.model
+        h, _ = m.feature_projection(feats)
+        attn_bias = conv_mask = None
+        if mask is not None:
+            keep = mask.to(h.dtype)  # (B, T)
+            h = h * keep.unsqueeze(-1)
+            attn_bias = ((1.0 - keep) * MASK_BIAS)[:, None, None, :]
+            conv_mask = mask.to(torch.bool)
+        for layer in m.encoder.layers:
+            h = layer(h, attention_mask=attn_bias, conv_attention_mask=conv_mask)
+            h = h[0] if isinstance(h, tuple) else h
+        return (h - self.mean) / self.std
 
 
 def write_random_w2vbert(cfg: IndexTTSConfig, out_dir: str | Path, seed: int, size: str) -> None:

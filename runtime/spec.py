@@ -54,9 +54,9 @@ class TensorSpec:
 class Tolerance:
     """How an output is compared. ``stat``: 'max' (max abs error within atol + rtol·|ref|),
     'quantile' (the q-quantile of that error ratio ≤ 1, for outputs where rare outliers are
-    benign), or 'snr' (signal-to-noise in dB ≥ snr_db, for waveforms)."""
+    benign), 'snr' (signal-to-noise in dB ≥ snr_db, for waveforms) or 'exact' (integer outputs)."""
 
-    stat: Literal["max", "quantile", "snr"] = "max"
+    stat: Literal["max", "quantile", "snr", "exact"] = "max"
     atol: float = 1e-4
     rtol: float = 1e-4
     quantile: float = 0.999
@@ -114,7 +114,18 @@ class StageSpec:
         return tuple(d if isinstance(d, int) else int(sizes[d]) for d in t.shape)
 
     def sizes_at(self, point: Point) -> dict[str, int]:
-        return {d.name: d.at(point) for d in self.dims}
+        return self.resolve({d.name: d.at(point) for d in self.dims if d.name not in self.derived})
+
+    def resolve(self, free: Mapping[str, int]) -> dict[str, int]:
+        """Complete ``free`` dim sizes with the derived ones (e.g. S = 34 + L_text + M)."""
+        sizes = dict(free)
+        for name, expr in self.derived.items():
+            sizes[name] = int(eval(expr, {"__builtins__": {}}, dict(sizes)))  # noqa: S307 — our own spec strings
+        return sizes
+
+    @property
+    def free_dims(self) -> tuple[Dim, ...]:
+        return tuple(d for d in self.dims if d.name not in self.derived)
 
     def check_sizes(self, sizes: Mapping[str, int]) -> None:
         """Raise naming the stage, the dim and both numbers when a request is out of range."""

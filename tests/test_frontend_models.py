@@ -128,3 +128,22 @@ def test_campplus_full_size(full_cfg):
     assert tuple(sd["xvector.block3.tdnnd16.cam_layer.linear_local.weight"].shape) == (32, 128, 3)
     assert tuple(sd["xvector.dense.linear.weight"].shape) == (192, 1024, 1)
     assert "xvector.dense.nonlinear.batchnorm.running_var" in sd and "head.layer2.1.bn2.weight" in sd
+
+
+def test_w2vbert_padding_mask_matches_transformers(w2v_dir, tiny_cfg):
+    """Our -1e4 bias path equals HF's own masking (finfo.min) when the last frame is padding."""
+    from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+    m = load_w2vbert(w2v_dir / "w2v-bert-2.0", w2v_dir / "stats.pt", tiny_cfg)
+    conf = json.loads((w2v_dir / "w2v-bert-2.0" / "config.json").read_text())
+    full = Wav2Vec2BertModel(Wav2Vec2BertConfig.from_dict(conf)).eval()
+    full.load_state_dict(safetensors_load(w2v_dir / "w2v-bert-2.0" / "model.safetensors"))
+    stats = torch.load(w2v_dir / "stats.pt", weights_only=True)
+    x = torch.randn(1, 21, 160)
+    mask = torch.ones(1, 21, dtype=torch.long)
+    mask[0, -1] = 0
+    with torch.no_grad():
+        hs = full(input_features=x, attention_mask=mask, output_hidden_states=True).hidden_states[tiny_cfg.w2v_layer]
+        expect = (hs - stats["mean"]) / torch.sqrt(stats["var"])
+        got = m(x, mask)
+    torch.testing.assert_close(got[:, :-1], expect[:, :-1], atol=1e-5, rtol=1e-5)

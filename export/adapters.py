@@ -1,0 +1,161 @@
+"""Export adapters: each wraps reference modules as a tensor-in/tensor-out module whose argument
+order is its stage spec's input order. The reference modules are used untouched.
+
+The GPT decode step keeps a fixed-capacity cache ``kv`` (layers, 2, B, H, CAP, hd): attention reads
+the old cache (positions < cache_len) plus the new token's own key/value, and a single ScatterND at
+the end writes every layer's new key/value at ``cache_len``. Nothing reads ``kv`` after that
+scatter, so ONNX Runtime can bind one buffer as both ``kv`` and ``kv_out`` and update it in place
+(FACTS.md), and all shapes stay static within a request (CUDA-graph friendly for TensorRT).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from indextts_trt.reference.conformer import MASK_BIAS
+
+
+class SemanticEncoder(nn.Module):
+    def __init__(self, w2v):
+        super().__init__()
+        self.w2v = w2v
+
+    def forward(self, input_features: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.w2v(input_features, attention_mask)
+
+
+class SemanticCodec(nn.Module):
+    def __init__(self, codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, semantic_features: Tensor) -> tuple[Tensor, Tensor]:
+        return self.codec.quantize(semantic_features)
+
+
+class Vq2Emb(nn.Module):
+    def __init__(self, codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, codes: Tensor) -> Tensor:
+        return self.codec.vq2emb(codes)
+
+
+class Campplus(nn.Module):
+    def __init__(self, campplus):
+        super().__init__()
+        self.m = campplus
+
+    def forward(self, fbank: Tensor) -> Tensor:
+        return self.m(fbank)
+
+
+class SpeakerConditioning(nn.Module):
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, semantic_features: Tensor) -> Tensor:
+        return self.gpt.get_conditioning(semantic_features)
+
+
+class EmotionConditioning(nn.Module):
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, semantic_features: Tensor) -> Tensor:
+        return self.gpt.get_emovec(semantic_features)
+
+
+class GptPrefill(nn.Module):
+    """[conds ; text emb + text pos ; mel emb + mel pos] → (hidden, last logits, kv)."""
+
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, conds: Tensor, text_ids: Tensor, mel_ids: Tensor, mel_pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        g = self.gpt
+        text_pos = torch.arange(text_ids.shape[1], device=text_ids.device)
+        text = g.text_embedding(text_ids) + g.text_pos_embedding(text_pos)[None]
+        mel = g.mel_embed(mel_ids, mel_pos)
+        h, cache = g.run_gpt(torch.cat([conds, text, mel], dim=1))
+        hidden = g.final_norm(h)
+        logits = g.mel_head(hidden[:, -1])
+        kv = torch.stack([torch.stack([k, v]) for k, v in cache])  # (L, 2, B, H, S, hd)
+        return hidden, logits, kv
+
+
+class GptDecode(nn.Module):
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, mel_ids: Tensor, mel_pos: Tensor, cache_len: Tensor, kv: Tensor) -> tuple[Tensor, Tensor]:
+        g = self.gpt
+        x = g.mel_embed(mel_ids, mel_pos)  # (B, 1, D)
+        b, d = x.shape[0], x.shape[-1]
+        cap = kv.shape[4]
+        valid = (torch.arange(cap, device=x.device) < cache_len).to(x.dtype)  # (CAP,)
+        bias = (1.0 - valid) * MASK_BIAS  # fp16-safe additive mask over the cache
+        new_k, new_v = [], []
+        for i, block in enumerate(g.gpt.h):
+            att = block.attn
+            y = block.ln_1(x)
+            q, k, v = att.c_attn(y).split(d, dim=-1)
+            q, k, v = (t.view(b, 1, att.heads, att.hd).transpose(1, 2) for t in (q, k, v))  # (B, H, 1, hd)
+            s_cache = q @ kv[i, 0].transpose(-2, -1) / math.sqrt(att.hd) + bias  # (B, H, 1, CAP)
+            s_self = (q * k).sum(-1, keepdim=True) / math.sqrt(att.hd)  # (B, H, 1, 1)
+            p = torch.softmax(torch.cat([s_cache, s_self], dim=-1), dim=-1)
+            o = p[..., :cap] @ kv[i, 1] + p[..., cap:] * v  # (B, H, 1, hd)
+            x = x + att.c_proj(o.transpose(1, 2).reshape(b, 1, d))
+            x = x + block.mlp(block.ln_2(x))
+            new_k.append(k)
+            new_v.append(v)
+        logits = g.mel_head(g.final_norm(g.gpt.ln_f(x)))[:, 0]
+        update = torch.stack([torch.stack(new_k), torch.stack(new_v)], dim=1)  # (L, 2, B, H, 1, hd)
+        kv_out = kv.index_copy(4, cache_len, update)  # ONE ScatterND, the last reader of kv
+        return logits, kv_out
+
+
+class GptLayer(nn.Module):
+    def __init__(self, s2mel):
+        super().__init__()
+        self.m = s2mel.gpt_layer
+
+    def forward(self, latent: Tensor) -> Tensor:
+        return self.m(latent)
+
+
+class LengthRegulator(nn.Module):
+    def __init__(self, s2mel):
+        super().__init__()
+        self.lr = s2mel.length_regulator
+
+    def forward(self, content: Tensor, src_index: Tensor) -> Tensor:
+        x = self.lr.content_in_proj(content).transpose(1, 2)
+        return self.lr.model(x.index_select(2, src_index)).transpose(1, 2)
+
+
+class DitStep(nn.Module):
+    def __init__(self, s2mel):
+        super().__init__()
+        self.est = s2mel.estimator
+
+    def forward(self, x: Tensor, prompt_x: Tensor, x_lens: Tensor, t: Tensor, style: Tensor, cond: Tensor) -> Tensor:
+        return self.est(x, prompt_x, x_lens, t, style, cond)
+
+
+class Vocoder(nn.Module):
+    def __init__(self, bigvgan):
+        super().__init__()
+        self.m = bigvgan
+
+    def forward(self, mel: Tensor) -> Tensor:
+        return self.m(mel)
+

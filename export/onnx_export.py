@@ -1,0 +1,100 @@
+"""Trace one stage to ONNX with the dynamo exporter, everything derived from its StageSpec.
+
+Facts of torch 2.13 this relies on (FACTS.md): an example size of 1 on a dynamic dim is silently
+specialized, so example inputs use at least 2 on every dynamic dim; opset 20 (17 is down-converted
+into a graph ONNX Runtime rejects); graphs under 2 GB are written as a single file
+(``external_data=False``), larger ones with one ``.onnx.data`` file beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from indextts_trt.runtime.spec import StageSpec
+
+log = logging.getLogger(__name__)
+
+OPSET = 20
+TWO_GB = 2 * 1024**3
+
+
+def export_sizes(spec: StageSpec) -> dict[str, int]:
+    """The example shape: opt, lifted to at least 2 on every dynamic dim (and kept in range)."""
+    free = {d.name: min(max(d.opt, 2), d.max) for d in spec.free_dims}
+    return spec.resolve(free)
+
+
+def dynamic_shapes(spec: StageSpec) -> dict[str, dict[int, object]]:
+    dims = {d.name: torch.export.Dim(d.name, min=max(d.min, 1), max=d.max) for d in spec.free_dims}
+    out: dict[str, dict[int, object]] = {}
+    for t in spec.inputs:
+        axes = {i: dims[a] for i, a in enumerate(t.shape) if isinstance(a, str) and a in dims}
+        out[t.name] = axes or None
+    return out
+
+
+def param_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) + \
+        sum(b.numel() * b.element_size() for b in module.buffers())
+
+
+def _rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if x == old else x for x in node.input]
+        node.output[:] = [new if x == old else x for x in node.output]
+        for attr in node.attribute:  # sub-graphs (If/Loop) refer to outer values by name
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _rename_value(attr.g, old, new)
+    for coll in (graph.input, graph.output, graph.value_info):
+        for v in coll:
+            if v.name == old:
+                v.name = new
+
+
+def name_io(model: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> None:
+    """Give graph inputs/outputs the spec's names. Done after export because the exporter names
+    intermediate values after their ops, and an output called e.g. ``embedding`` then collides
+    with an internal value of that name ("Duplicate definition of name")."""
+    g = model.graph
+    if len(g.input) != len(inputs) or len(g.output) != len(outputs):
+        raise RuntimeError(f"exported graph has {len(g.input)} inputs / {len(g.output)} outputs, "
+                           f"the spec {len(inputs)} / {len(outputs)}")
+    io = list(zip(g.input, inputs)) + list(zip(g.output, outputs))
+    taken = {x for n in g.node for x in list(n.input) + list(n.output)} | {i.name for i in g.initializer}
+    for value, target in io:
+        if value.name != target and target in taken:
+            _rename_value(g, target, f"{target}__internal")
+            for init in g.initializer:
+                if init.name == target:
+                    init.name = f"{target}__internal"
+    for value, target in io:
+        if value.name != target:
+            _rename_value(g, value.name, target)
+
+
+def export_stage(module: nn.Module, spec: StageSpec, feed: dict[str, np.ndarray], out_path: Path,
+                 metadata: dict[str, str]) -> Path:
+    """Export ``module`` (an adapter) to ``out_path`` and stamp ``metadata`` into the graph."""
+    args = tuple(torch.from_numpy(np.ascontiguousarray(feed[t.name])) for t in spec.inputs)
+    big = param_bytes(module) > TWO_GB * 0.9
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(
+            module, args, str(out_path), dynamic_shapes=dynamic_shapes(spec), dynamo=True,
+            opset_version=OPSET, external_data=big, optimize=True, verbose=False, report=False,
+        )
+    del prog
+    model = onnx.load(str(out_path), load_external_data=False)
+    name_io(model, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
+    for k, v in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+    onnx.save(model, str(out_path))  # external data (if any) keeps its file: it was not loaded
+    return out_path

@@ -1,0 +1,138 @@
+"""The stage specs of IndexTTS-2, derived from the config (torch-free: the runtime sizes its
+buffers from the same objects the exporter traces with).
+
+Ranges cover the real limits: prompts ≤ 15 s (≤ 750 w2v frames at 50 Hz, ≤ 1 498 Kaldi frames at
+100 Hz, ≤ 1 292 mel frames), text ≤ 600 tokens (+2 bounds), up to 1 815 mel codes (+2), the DiT over
+prompt + generated frames (≤ 1 292 + floor(1.72 · 1 815) < 4 480), beams × batch ≤ 8.
+"""
+
+from __future__ import annotations
+
+from .config import IndexTTSConfig
+from .spec import Dim, StageSpec, TensorSpec, Tolerance
+
+F32, I64 = "float32", "int64"
+
+# fp32 tolerances: ONNX Runtime and PyTorch differ only in summation order
+MAX_FP32 = {"fp32": Tolerance("max", atol=1e-4, rtol=1e-4), "fp16": Tolerance("max", atol=5e-2, rtol=5e-2),
+            "bf16": Tolerance("max", atol=1e-1, rtol=1e-1)}
+LOGITS = {"fp32": Tolerance("max", atol=2e-4, rtol=1e-4), "fp16": Tolerance("max", atol=1e-1, rtol=5e-2),
+          "bf16": Tolerance("max", atol=2e-1, rtol=1e-1)}
+VELOCITY = {"fp32": Tolerance("quantile", atol=1e-4, rtol=1e-4, quantile=0.999),
+            "fp16": Tolerance("quantile", atol=5e-2, rtol=5e-2, quantile=0.99),
+            "bf16": Tolerance("quantile", atol=1e-1, rtol=1e-1, quantile=0.99)}
+WAVE = {"fp32": Tolerance("snr", snr_db=60.0), "fp16": Tolerance("snr", snr_db=30.0), "bf16": Tolerance("snr", snr_db=25.0)}
+EXACT = {"fp32": Tolerance("exact"), "fp16": Tolerance("exact"), "bf16": Tolerance("exact")}
+
+# time ranges shared by the stages (frames)
+MAX_W2V = 752  # 15 s at 50 Hz, even
+MAX_FBANK = 1500  # 15 s of 10 ms Kaldi frames
+MAX_MEL_FRAMES = 4480  # DiT: prompt (≤ 1292) + generated (≤ floor(1.72·1815) = 3121)
+MAX_BEAMS = 8
+
+
+def _dim(name: str, lo: int, opt: int, hi: int) -> Dim:
+    """A range whose typical value is clamped into it (tiny configs have small maxima)."""
+    return Dim(name, lo, min(max(opt, lo), hi), hi)
+
+
+def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
+    g = cfg.gpt
+    d, ds = g.model_dim, cfg.semantic_dim
+    n_mels, style = cfg.n_mels, cfg.style_dim
+    heads, hd, layers = g.heads, g.model_dim // g.heads, g.layers
+    n_codes = cfg.semantic_codec.codebook_size
+    conds = g.condition_num_latent + 2
+    max_codes = g.max_mel_tokens + 2  # [start, c1..cN, stop]
+    max_text = g.max_text_tokens + 2
+    lr_ch = cfg.s2mel.length_regulator.channels
+    t50 = _dim("T50", 4, 250, MAX_W2V)
+    specs = [
+        StageSpec(
+            "semantic_encoder", "w2v-bert-2.0 feature projection + first layers + stats normalization",
+            inputs=(TensorSpec("input_features", F32, (1, "T50", 160)),
+                    TensorSpec("attention_mask", I64, (1, "T50"), 1, 2)),
+            outputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
+            dims=(t50,), tolerances={"semantic_features": MAX_FP32}),
+        StageSpec(
+            "semantic_codec", "semantic codec encoder + factorized VQ: codes and quantized embedding",
+            inputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
+            outputs=(TensorSpec("codes", I64, (1, "T50")), TensorSpec("quantized", F32, (1, "T50", ds))),
+            dims=(t50,), tolerances={"codes": EXACT, "quantized": MAX_FP32}),
+        StageSpec(
+            "vq2emb", "semantic codebook rows → out_project embedding",
+            inputs=(TensorSpec("codes", I64, (1, "N"), 0, n_codes),),
+            outputs=(TensorSpec("embedding", F32, (1, "N", ds)),),
+            dims=(_dim("N", 1, 200, max_codes),), tolerances={"embedding": MAX_FP32}),
+        StageSpec(
+            "campplus", "CAM++ speaker model on the mean-normalized Kaldi fbank",
+            inputs=(TensorSpec("fbank", F32, (1, "T_fbank", 80)),),
+            outputs=(TensorSpec("style", F32, (1, style)),),
+            dims=(_dim("T_fbank", 48, 500, MAX_FBANK),), tolerances={"style": MAX_FP32}),
+        StageSpec(
+            "speaker_conditioning", "speaker conformer + perceiver → conditioning latents",
+            inputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
+            outputs=(TensorSpec("latents", F32, (1, g.condition_num_latent, d)),),
+            dims=(t50,), tolerances={"latents": MAX_FP32}),
+        StageSpec(
+            "emotion_conditioning", "emotion conformer + perceiver + emovec layers → emotion vector",
+            inputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
+            outputs=(TensorSpec("emovec", F32, (1, d)),),
+            dims=(t50,), tolerances={"emovec": MAX_FP32}),
+        StageSpec(
+            "gpt_prefill", "GPT over [conditioning ; text ; mel codes]: the generation prefill and the "
+            "teacher-forced latent pass in one graph; outputs final_norm'd hidden states, last-position "
+            "logits and the KV cache",
+            inputs=(TensorSpec("conds", F32, ("B", conds, d)), TensorSpec("text_ids", I64, ("B", "L_text"), 0, g.number_text_tokens),
+                    TensorSpec("mel_ids", I64, ("B", "M"), 0, g.number_mel_codes),
+                    TensorSpec("mel_pos", I64, ("B", "M"), 0, max_codes)),
+            outputs=(TensorSpec("hidden", F32, ("B", "S", d)), TensorSpec("logits", F32, ("B", g.number_mel_codes)),
+                     TensorSpec("kv", F32, (layers, 2, "B", heads, "S", hd))),
+            dims=(_dim("B", 1, 1, MAX_BEAMS), _dim("L_text", 3, 40, max_text), _dim("M", 1, 1, max_codes),
+                  _dim("S", conds + 4, conds + 41, conds + max_text + max_codes)),
+            derived={"S": f"{conds} + L_text + M"},
+            tolerances={"hidden": MAX_FP32, "logits": LOGITS, "kv": MAX_FP32}),
+        StageSpec(
+            "gpt_decode", "one GPT decode step on a fixed-capacity KV cache updated in place at cache_len",
+            inputs=(TensorSpec("mel_ids", I64, ("B", 1), 0, g.number_mel_codes),
+                    TensorSpec("mel_pos", I64, ("B", 1), 0, max_codes),
+                    TensorSpec("cache_len", I64, (1,), conds + 3, conds + 4),
+                    TensorSpec("kv", F32, (layers, 2, "B", heads, "CAP", hd))),
+            outputs=(TensorSpec("logits", F32, ("B", g.number_mel_codes)),
+                     TensorSpec("kv_out", F32, (layers, 2, "B", heads, "CAP", hd))),
+            dims=(_dim("B", 1, 3, MAX_BEAMS), _dim("CAP", conds + 8, conds + 400, conds + max_text + max_codes + 1)),
+            tolerances={"logits": LOGITS, "kv_out": MAX_FP32}),
+        StageSpec(
+            "gpt_layer", "S2Mel gpt_layer: GPT latents → semantic embedding space",
+            inputs=(TensorSpec("latent", F32, (1, "N", d)),),
+            outputs=(TensorSpec("projected", F32, (1, "N", ds)),),
+            dims=(_dim("N", 1, 200, max_codes),), tolerances={"projected": MAX_FP32}),
+        StageSpec(
+            "length_regulator", "length regulator; the nearest-interpolation source index is an input",
+            inputs=(TensorSpec("content", F32, (1, "T_in", ds)), TensorSpec("src_index", I64, ("T_out",), 0, -1)),
+            outputs=(TensorSpec("cond", F32, (1, "T_out", lr_ch)),),
+            dims=(_dim("T_in", 1, 200, max_codes), _dim("T_out", 1, 344, MAX_MEL_FRAMES)),
+            tolerances={"cond": MAX_FP32}),
+        StageSpec(
+            "dit_step", "one DiT estimator evaluation on the CFG batch [cond; uncond]",
+            inputs=(TensorSpec("x", F32, ("B2", n_mels, "T")), TensorSpec("prompt_x", F32, ("B2", n_mels, "T")),
+                    TensorSpec("x_lens", I64, ("B2",), -1, -1), TensorSpec("t", F32, ("B2",)),
+                    TensorSpec("style", F32, ("B2", style)), TensorSpec("cond", F32, ("B2", "T", lr_ch))),
+            outputs=(TensorSpec("velocity", F32, ("B2", n_mels, "T")),),
+            dims=(_dim("B2", 1, 2, 2), _dim("T", 8, 600, MAX_MEL_FRAMES)),
+            tolerances={"velocity": VELOCITY}),
+        StageSpec(
+            "bigvgan", "BigVGAN v2 vocoder: mel → 22.05 kHz waveform",
+            inputs=(TensorSpec("mel", F32, (1, n_mels, "T_mel")),),
+            outputs=(TensorSpec("wav", F32, (1, 1, "T_wav")),),
+            dims=(_dim("T_mel", 1, 200, MAX_MEL_FRAMES), _dim("T_wav", cfg.hop_length, 200 * cfg.hop_length,
+                                                             MAX_MEL_FRAMES * cfg.hop_length)),
+            derived={"T_wav": f"{cfg.hop_length} * T_mel"},
+            tolerances={"wav": WAVE}),
+    ]
+    return {s.name: s for s in specs}
+
+
+STAGE_ORDER = ("semantic_encoder", "semantic_codec", "vq2emb", "campplus", "speaker_conditioning",
+               "emotion_conditioning", "gpt_prefill", "gpt_decode", "gpt_layer", "length_regulator", "dit_step",
+               "bigvgan")

@@ -1,0 +1,198 @@
+"""ONNX export + parity gate: every stage on tiny checkpoints, the gate failing on a perturbed
+graph, the cache, bad input, adapter equivalence with the reference, the in-place KV update."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from indextts_trt.export.build import BuildError, build
+from indextts_trt.export.manifest import SCHEMA_VERSION, ManifestError, load_manifest
+from indextts_trt.export.parity import check_stage
+from indextts_trt.export.sources import SOURCES, ReferenceModels, adapter_for, run_reference
+from indextts_trt.reference.generation import latent_inputs, latents
+from indextts_trt.runtime.stages import STAGE_ORDER, stage_specs
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("engines")
+    rep = build(tiny_ckpt, out, progress=False)
+    return out, rep
+
+
+def test_registry_every_stage_has_spec_source_and_parity(tiny_cfg, engines):
+    specs = stage_specs(tiny_cfg)
+    assert set(STAGE_ORDER) == set(specs) == set(SOURCES)
+    _, rep = engines
+    checked = {c.stage for c in rep.checks}
+    assert checked == set(STAGE_ORDER), f"stages without a parity check: {set(STAGE_ORDER) - checked}"
+    for name in STAGE_ORDER:  # every output of every stage, at every point
+        spec = specs[name]
+        got = {(c.point, c.output) for c in rep.checks if c.stage == name}
+        assert got == {(p, t.name) for p in ("opt", "min", "awkward", "max") for t in spec.outputs}
+
+
+def test_build_passes_and_writes_manifest_and_metadata(engines):
+    out, rep = engines
+    assert rep.ok and not rep.failed and sorted(rep.built) == sorted(STAGE_ORDER)
+    m = load_manifest(out)
+    assert m["schema_version"] == SCHEMA_VERSION and set(m["stages"]) == set(STAGE_ORDER)
+    st = m["stages"]["gpt_decode"]
+    assert st["parity"]["passed"] and st["dims"]["CAP"]["max"] > st["dims"]["CAP"]["min"]
+    assert all(len(h) == 64 for h in st["files"].values()) and st["checkpoint_files"]["gpt"]
+    model = onnx.load(str(out / "gpt_decode.onnx"), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["indextts_trt.stage"] == "gpt_decode" and meta["indextts_trt.spec_hash"] == st["spec_hash"]
+    assert [i.name for i in model.graph.input] == ["mel_ids", "mel_pos", "cache_len", "kv"]
+    assert "| dit_step | max |" in (out / "parity_report.md").read_text()
+
+
+def test_graphs_have_no_inf_masks(engines):
+    """fp16 safety: no -inf / finfo.max constants in any graph (masks are -1e4 biases)."""
+    out, _ = engines
+    for name in STAGE_ORDER:
+        g = onnx.load(str(out / f"{name}.onnx")).graph
+        for init in g.initializer:
+            a = onnx.numpy_helper.to_array(init)
+            if a.dtype.kind == "f" and a.size:
+                assert np.all(np.isfinite(a)) and np.abs(a).max() < 3e38, (name, init.name)
+
+
+def test_rerun_uses_the_cache_and_force_rebuilds(tiny_ckpt, engines):
+    out, _ = engines
+    rep = build(tiny_ckpt, out, stages=["vq2emb", "gpt_layer"], progress=False)
+    assert rep.skipped == ["vq2emb", "gpt_layer"] and not rep.built
+    rep = build(tiny_ckpt, out, stages=["gpt_layer"], force=True, progress=False)
+    assert rep.built == ["gpt_layer"]
+    (out / "vq2emb.onnx").write_bytes(b"tampered")  # a changed file is rebuilt, not trusted
+    assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).built == ["vq2emb"]
+
+
+def test_gate_fails_on_a_perturbed_graph(tiny_ckpt, engines, tmp_path):
+    out, _ = engines
+    models = ReferenceModels(tiny_ckpt)
+    spec = stage_specs(models.cfg)["gpt_layer"]
+    model = onnx.load(str(out / "gpt_layer.onnx"))
+    biggest = max(model.graph.initializer, key=lambda i: np.prod(i.dims))
+    arr = onnx.numpy_helper.to_array(biggest).copy()
+    arr.flat[0] += 1e-2  # one weight off by 0.01
+    biggest.CopyFrom(onnx.numpy_helper.from_array(arr, biggest.name))
+    onnx.save(model, str(tmp_path / "bad.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "bad.onnx"), providers=["CPUExecutionProvider"])
+    m = adapter_for(models, "gpt_layer")
+    checks = check_stage(spec, lambda f: run_reference(m, spec, f),
+                         lambda f: dict(zip(["projected"], sess.run(None, f))), SOURCES["gpt_layer"].sampler)
+    assert not all(c.passed for c in checks)
+
+
+def test_build_cli_fails_and_writes_nothing_when_parity_fails(tiny_ckpt, tmp_path):
+    code = (
+        "import sys, indextts_trt.export.parity as p\n"
+        "orig = p.judge\n"
+        "p.judge = lambda r, g, t: (False,) + orig(r, g, t)[1:]\n"
+        "import indextts_trt.export.build as b\n"
+        "from indextts_trt.export.cli import main\n"
+        "sys.argv = ['tts-export', 'build', '--checkpoints', sys.argv[1], '--out', sys.argv[2], '--stage', 'vq2emb']\n"
+        "main()\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tiny_ckpt), str(tmp_path / "e")], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "PARITY FAILED" in r.stderr and "vq2emb" in r.stderr
+    assert not (tmp_path / "e" / "vq2emb.onnx").exists()
+    assert not [p for p in (tmp_path / "e").iterdir() if p.name.startswith(".build-")]
+
+
+def test_bad_requests(tiny_ckpt, tmp_path):
+    with pytest.raises(BuildError, match="unknown stage.*nope"):
+        build(tiny_ckpt, tmp_path / "a", stages=["nope"], progress=False)
+    with pytest.raises(BuildError, match="unknown precision"):
+        build(tiny_ckpt, tmp_path / "a", precision="int3", progress=False)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ManifestError, match="newer than this tool"):
+        build(tiny_ckpt, tmp_path / "b", stages=["vq2emb"], progress=False)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not (ro / "x").parent.stat().st_mode & 0o200 and subprocess.run(["id", "-u"], capture_output=True,
+                                                                             text=True).stdout.strip() != "0":
+            with pytest.raises(BuildError, match="not writable"):
+                build(tiny_ckpt, ro, stages=["vq2emb"], progress=False)
+    finally:
+        ro.chmod(0o700)
+    (tmp_path / "ck").mkdir()
+    from indextts_trt.runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match="config file not found"):
+        build(tmp_path / "ck", tmp_path / "c", progress=False)
+
+
+def test_decode_adapter_equals_reference_cached_step(tiny_ckpt, tiny_cfg):
+    models = ReferenceModels(tiny_ckpt)
+    gpt = models.get("gpt")
+    dec, pre = adapter_for(models, "gpt_decode"), adapter_for(models, "gpt_prefill")
+    conds = torch.randn(2, tiny_cfg.gpt.condition_num_latent + 2, tiny_cfg.gpt.model_dim)
+    text = torch.randint(2, 500, (2, 9))
+    with torch.no_grad():
+        hidden, logits, kv = pre(conds, text, torch.tensor([[97], [97]]), torch.zeros(2, 1, dtype=torch.long))
+        s = kv.shape[4]
+        cap = s + 5
+        buf = torch.zeros(*kv.shape[:4], cap, kv.shape[5])
+        buf[..., :s, :] = kv
+        tok, pos = torch.tensor([[5], [11]]), torch.tensor([[2], [2]])
+        out_logits, buf2 = dec(tok, pos, torch.tensor([s]), buf)
+        # reference: the same prefix through run_gpt with its own concatenating cache
+        x = torch.cat([conds, gpt.text_embedding(text) + gpt.text_pos_embedding.emb.weight[:9],
+                       gpt.mel_embed(torch.tensor([[97], [97]]), torch.zeros(2, 1, dtype=torch.long))], 1)
+        h, cache = gpt.run_gpt(x)
+        h2, _ = gpt.run_gpt(gpt.mel_embed(tok, pos), cache)
+        torch.testing.assert_close(out_logits, gpt.logits(h2[:, -1]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits, gpt.logits(h[:, -1]), atol=1e-5, rtol=1e-5)
+        assert torch.equal(buf2[..., :s, :], buf[..., :s, :]) and not torch.equal(buf2[..., s, :], buf[..., s, :])
+
+
+def test_prefill_adapter_gives_the_latent_pass(tiny_ckpt, tiny_cfg):
+    models = ReferenceModels(tiny_ckpt)
+    gpt, pre = models.get("gpt"), adapter_for(models, "gpt_prefill")
+    conds = torch.randn(1, tiny_cfg.gpt.condition_num_latent + 2, tiny_cfg.gpt.model_dim)
+    text_ids, codes = torch.tensor([40, 41, 300]), torch.tensor([3, 9, 60, 7])
+    with torch.no_grad():
+        ref = latents(gpt, conds, text_ids, codes)
+        text = torch.cat([torch.tensor([0]), text_ids, torch.tensor([1])])[None]
+        mel = torch.cat([torch.tensor([97]), codes, torch.tensor([98])])[None]
+        hidden, _, _ = pre(conds, text, mel, torch.arange(6)[None])
+    assert latent_inputs(gpt, conds, text_ids, codes).shape[1] == hidden.shape[1]
+    torch.testing.assert_close(hidden[:, -6:-2], ref, atol=1e-6, rtol=1e-6)
+
+
+def test_kv_cache_updates_in_place_under_io_binding(engines, tiny_cfg):
+    out, _ = engines
+    spec = stage_specs(tiny_cfg)["gpt_decode"]
+    sess = ort.InferenceSession(str(out / "gpt_decode.onnx"), providers=["CPUExecutionProvider"])
+    b, cap = 3, 40
+    sizes = spec.resolve({"B": b, "CAP": cap})
+    kv = np.zeros(spec.shape(spec.input("kv"), sizes), np.float32)
+    kv_val = ort.OrtValue.ortvalue_from_numpy(kv)
+    ptr = kv_val.data_ptr()
+    logits = ort.OrtValue.ortvalue_from_shape_and_type((b, tiny_cfg.gpt.number_mel_codes), np.float32)
+    io = sess.io_binding()
+    io.bind_ortvalue_input("kv", kv_val)
+    io.bind_ortvalue_output("kv_out", kv_val)  # the same buffer: updated in place
+    io.bind_ortvalue_output("logits", logits)
+    for step in range(3):
+        io.bind_cpu_input("mel_ids", np.array([[1], [2], [3]], np.int64))
+        io.bind_cpu_input("mel_pos", np.full((b, 1), step + 2, np.int64))
+        io.bind_cpu_input("cache_len", np.array([10 + step], np.int64))
+        sess.run_with_iobinding(io)
+    now = kv_val.numpy()
+    assert kv_val.data_ptr() == ptr  # no reallocation of the cache
+    assert np.abs(now[:, :, :, :, 10:13]).sum() > 0 and np.all(now[:, :, :, :, 13:] == 0)
+    assert np.all(now[:, :, :, :, :10] == 0)
