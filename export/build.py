@@ -19,9 +19,10 @@ import numpy as np
 
 from indextts_trt.runtime.stages import STAGE_ORDER, stage_specs
 
-from .manifest import cache_key, library_versions, load_manifest, save_manifest, sha256_file, tool_version
+from .manifest import cache_key, code_fingerprint, library_versions, load_manifest, save_manifest, sha256_file, tool_version
 from .onnx_export import OPSET, export_sizes, export_stage
 from .parity import OutputCheck, check_stage, failure_table
+from .patches import export_patches
 from .sources import SOURCES, ReferenceModels, run_reference
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,13 @@ def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = N
     manifest["checkpoints"]["path"] = str(Path(checkpoints).resolve())
     rep = BuildReport(out=out)
     versions = {k: v for k, v in library_versions().items() if k != "python"}
+    code = code_fingerprint()
     bar = tqdm(chosen, desc="tts-export build", unit="stage", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
         spec, src = specs[name], SOURCES[name]
         key = cache_key({"spec": spec.spec_hash(), "precision": precision, "opset": OPSET, "tool": tool_version(),
+                         "code": code,
                          "versions": versions, "files": hashes_for(src.model)})
         entry = manifest["stages"].get(name)
         if not force and entry and entry.get("cache_key") == key and entry.get("parity", {}).get("passed") and \
@@ -120,7 +123,8 @@ def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = N
                     "indextts_trt.precision": precision, "indextts_trt.inputs": ",".join(t.name for t in spec.inputs),
                     "indextts_trt.outputs": ",".join(t.name for t in spec.outputs)}
             try:
-                export_stage(module, spec, feed, onnx_path, meta)
+                with export_patches(name):
+                    export_stage(module, spec, feed, onnx_path, meta)
                 sess = _ort_session(onnx_path)
             except Exception as e:  # an exporter/ORT failure fails this stage, named, like a parity failure
                 raise BuildError(f"stage {name}: export failed: {type(e).__name__}: {e}") from e

@@ -53,6 +53,8 @@ def build_cmd(
     stage: list[str] = typer.Option(None, "--stage", help="build only these stages (repeatable)"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16 (engine precision; graphs are fp32)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the cache key matches"),
+    points: str = typer.Option("opt,min,awkward,max", "--points",
+                               help="parity shapes: comma-separated of opt, min, awkward, max"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Export every stage to ONNX and gate it on parity with the PyTorch reference."""
@@ -63,7 +65,10 @@ def build_cmd(
     from indextts_trt.runtime.config import ConfigError
 
     try:
-        rep = build(checkpoints, out, stages=stage or None, precision=precision, force=force)
+        pts = tuple(p.strip() for p in points.split(",") if p.strip())
+        if not pts or any(p not in ("opt", "min", "awkward", "max") for p in pts):
+            raise BuildError(f"--points {points!r}: use a comma-separated subset of opt, min, awkward, max")
+        rep = build(checkpoints, out, stages=stage or None, precision=precision, force=force, points=pts)
     except (BuildError, ManifestError, CheckpointError, ConfigError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -79,6 +84,32 @@ def build_cmd(
     if precision != "fp32":
         typer.echo(f"note: ONNX graphs are fp32; {precision} applies when TensorRT engines are built from them "
                    "(TensorRT is not usable here, so no engine was built)")
+
+
+@app.command("check")
+def check_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines directory")) -> None:
+    """Check every graph against the TensorRT 10 ONNX parser's operator matrix."""
+    from indextts_trt.export.manifest import ManifestError
+    from indextts_trt.export.trt_check import check_engine_dir, trt_table
+
+    try:
+        results = check_engine_dir(engine_dir)
+    except ManifestError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"operator table: {trt_table()['source']}")
+    bad = 0
+    for name, findings in results.items():
+        if not findings:
+            typer.echo(f"  ok    {name}")
+            continue
+        bad += 1
+        typer.echo(f"  FAIL  {name}")
+        for f in findings:
+            typer.echo(f"        {f.node} ({f.op}): {f.problem}\n          workaround: {f.workaround}")
+    if bad:
+        raise typer.Exit(1)
+    typer.echo(f"all {len(results)} graphs are parseable by TensorRT 10 according to the table")
 
 
 @app.command("inspect")

@@ -85,5 +85,17 @@ def save_manifest(out_dir: str | Path, data: dict) -> None:
         raise
 
 
+def code_fingerprint() -> str:
+    """Hash of the source that shapes a graph: the reference models, the adapters, the exporter.
+    A code change invalidates cached stages even when the checkpoints did not change."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for folder in (root, root.parent / "reference", root.parent / "runtime"):
+        for f in sorted(folder.glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]

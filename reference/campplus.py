@@ -80,7 +80,9 @@ class CAMLayer(nn.Module):
     @staticmethod
     def seg_pooling(x: Tensor, seg_len: int = 100) -> Tensor:
         """Average over 100-frame segments (the last one shorter), broadcast back to every frame."""
-        seg = F.avg_pool1d(x, kernel_size=seg_len, stride=seg_len, ceil_mode=True)  # (B, C, ceil(T/100))
+        # avg_pool1d(ceil_mode) written as the 2-D pool PyTorch runs it on anyway: same numbers, and an
+        # ONNX AveragePool TensorRT parses (it pools 2-D/3-D only)
+        seg = F.avg_pool2d(x.unsqueeze(2), (1, seg_len), (1, seg_len), ceil_mode=True).squeeze(2)
         return seg.repeat_interleave(seg_len, dim=-1)[..., : x.shape[-1]]
 
     def forward(self, x: Tensor) -> Tensor:

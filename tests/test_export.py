@@ -196,3 +196,38 @@ def test_kv_cache_updates_in_place_under_io_binding(engines, tiny_cfg):
     assert kv_val.data_ptr() == ptr  # no reallocation of the cache
     assert np.abs(now[:, :, :, :, 10:13]).sum() > 0 and np.all(now[:, :, :, :, 13:] == 0)
     assert np.all(now[:, :, :, :, :10] == 0)
+
+
+def test_every_graph_is_tensorrt_parseable_by_the_table(engines):
+    from indextts_trt.export.trt_check import check_engine_dir
+
+    out, _ = engines
+    findings = {k: v for k, v in check_engine_dir(out).items() if v}
+    assert not findings, {k: [(f.op, f.problem) for f in v] for k, v in findings.items()}
+
+
+def test_trt_check_flags_what_the_parser_rejects():
+    from onnx import TensorProto, helper
+
+    from indextts_trt.export.trt_check import check_model, trt_table
+
+    assert "96e7811" in trt_table()["source"]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 300])
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, [7])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    z = helper.make_tensor_value_info("z", TensorProto.INT64, None)
+    w = helper.make_tensor_value_info("w", TensorProto.INT64, None)
+    nodes = [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[100], strides=[100], ceil_mode=1),
+             helper.make_node("Clip", ["i"], ["z"]), helper.make_node("BitwiseNot", ["i"], ["w"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, i], [y, z, w]), opset_imports=[helper.make_opsetid("", 20)])
+    found = {(f.op, f.problem.split(" ")[0]) for f in check_model(model, "toy")}
+    assert ("AveragePool", "1-D") in found and ("BitwiseNot", "operator") in found and ("Clip", "INT64") in found
+
+
+def test_code_changes_invalidate_the_cache(monkeypatch, tiny_ckpt, engines):
+    import indextts_trt.export.build as b
+
+    out, _ = engines
+    assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).skipped == ["vq2emb"]
+    monkeypatch.setattr(b, "code_fingerprint", lambda: "changed-code")
+    assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).built == ["vq2emb"]
