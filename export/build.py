@@ -157,9 +157,37 @@ def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = N
         if src.model in ("w2v", "bigvgan", "codec", "campplus"):
             models.release(src.model)  # keep peak memory down at full size
     manifest["checkpoints"]["files"] = dict(file_hashes)
+    manifest["host_files"] = write_host_data(models, out)
     save_manifest(out, manifest)
     _write_report(out, manifest, rep)
     return rep
+
+
+def write_host_data(models: ReferenceModels, out: Path) -> dict[str, str]:
+    """What the torch-free runtime needs besides the graphs: config.yaml, bpe.model, and in a
+    safetensors file the speed-embedding rows and the emotion preset matrices (released as torch
+    pickles, which the runtime cannot read without torch)."""
+    import shutil
+
+    import torch
+    from safetensors.numpy import save_file
+
+    from indextts_trt.reference.unified_voice import load_emo_matrices
+
+    lay, cfg = models.layout, models.cfg
+    for src in (lay.config(), lay.bpe_model()):
+        tmp = out / f".{src.name}.tmp"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, out / src.name)
+    spk, emo = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
+    speed = models.get("gpt").speed_emb.weight.detach()
+    tensors = {"speed_rows": speed[[1, 0]].numpy().astype(np.float32),  # [speed_emb[1], speed_emb[0]]
+               "spk_matrix": torch.cat(spk).numpy().astype(np.float32),
+               "emo_matrix": torch.cat(emo).numpy().astype(np.float32)}
+    tmp = out / ".host_data.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, out / "host_data.safetensors")
+    return {name: sha256_file(out / name) for name in ("config.yaml", "bpe.model", "host_data.safetensors")}
 
 
 def _write_report(out: Path, manifest: dict, rep: BuildReport) -> None:

@@ -40,11 +40,6 @@ def dynamic_shapes(spec: StageSpec) -> dict[str, dict[int, object]]:
     return out
 
 
-def param_bytes(module: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters()) + \
-        sum(b.numel() * b.element_size() for b in module.buffers())
-
-
 def _rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
     for node in graph.node:
         node.input[:] = [new if x == old else x for x in node.input]
@@ -83,18 +78,27 @@ def export_stage(module: nn.Module, spec: StageSpec, feed: dict[str, np.ndarray]
                  metadata: dict[str, str]) -> Path:
     """Export ``module`` (an adapter) to ``out_path`` and stamp ``metadata`` into the graph."""
     args = tuple(torch.from_numpy(np.ascontiguousarray(feed[t.name])) for t in spec.inputs)
-    big = param_bytes(module) > TWO_GB * 0.9
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         prog = torch.onnx.export(
             module, args, str(out_path), dynamic_shapes=dynamic_shapes(spec), dynamo=True,
-            opset_version=OPSET, external_data=big, optimize=True, verbose=False, report=False,
+            opset_version=OPSET, external_data=True, optimize=True, verbose=False, report=False,
         )
     del prog
-    model = onnx.load(str(out_path), load_external_data=False)
+    # An adapter may wrap a large model of which the graph uses a part (the conditioning stages
+    # wrap all of UnifiedVoice), so the size is known only now: one file under 2 GB (protobuf's
+    # limit), a single ``.onnx.data`` file beside it above.
+    model = onnx.load(str(out_path), load_external_data=True)
     name_io(model, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
     for k, v in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, str(v)
-    onnx.save(model, str(out_path))  # external data (if any) keeps its file: it was not loaded
+    data = out_path.with_name(out_path.name + ".data")
+    data.unlink(missing_ok=True)
+    size = sum(init.ByteSize() for init in model.graph.initializer)
+    if size < TWO_GB * 0.95:
+        onnx.save(model, str(out_path))
+    else:
+        onnx.save(model, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=data.name, size_threshold=1024)
     return out_path

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from indextts_trt.runtime.config import max_new_codes
 from indextts_trt.runtime.sampling import BeamSearch, SamplingOptions
 
 from .gpt2 import reorder_cache
@@ -47,8 +48,9 @@ def prompt_embeddings(model: UnifiedVoice, conds: Tensor, text_ids: Tensor) -> T
 def generate_codes(model: UnifiedVoice, conds: Tensor, text_ids: Tensor, opts: SamplingOptions,
                    stop_token: int | None = None, max_new_tokens: int | None = None) -> GenerationResult:
     stop = model.stop_mel_token if stop_token is None else stop_token
-    if max_new_tokens is not None and max_new_tokens != opts.max_new_tokens:
-        opts = opts.replace(max_new_tokens=max_new_tokens)
+    limit = max_new_codes(model.cfg, opts.max_new_tokens if max_new_tokens is None else max_new_tokens)
+    if limit != opts.max_new_tokens:
+        opts = opts.replace(max_new_tokens=limit)
     prefix = prompt_embeddings(model, conds, text_ids)  # (1, P, D)
     p = prefix.shape[1]
     start = torch.tensor([model.start_mel_token])

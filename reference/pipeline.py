@@ -20,8 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indextts_trt.runtime.audio import campplus_features, load_emotion_prompt, load_prompt, mel_spectrogram, seamless_fbank
-from indextts_trt.runtime.config import IndexTTSConfig
+from indextts_trt.runtime.audio import (
+    INTERVAL_SILENCE_MS,
+    campplus_features,
+    join_segments,
+    load_emotion_prompt,
+    load_prompt,
+    mel_spectrogram,
+    seamless_fbank,
+)
+from indextts_trt.runtime.config import IndexTTSConfig, target_mel_length
+from indextts_trt.runtime.engine import cfm_noise
 from indextts_trt.runtime.layout import CheckpointLayout
 from indextts_trt.runtime.sampling import SamplingOptions
 from indextts_trt.runtime.text import TextNormalizer, TextTokenizer, text_to_segments
@@ -37,7 +46,6 @@ from .w2vbert import load_w2vbert
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 22050
-INTERVAL_SILENCE_MS = 200
 
 
 @dataclass
@@ -206,9 +214,10 @@ class ReferencePipeline:
             seg_secs["gpt_latents"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            gen_t = torch.Generator().manual_seed(options.seed + 1000 + i)
+            t_total = spk.ref_mel.shape[-1] + target_mel_length(len(codes))
+            noise = torch.from_numpy(cfm_noise(options.seed + 1000 + i, cfg.n_mels, t_total))
             mel = self.s2mel.infer(lat, self.codec.vq2emb(codes_t), spk.prompt_condition, spk.ref_mel, spk.style,
-                                   n_steps=options.diffusion_steps, cfg_rate=options.cfg_rate, generator=gen_t)
+                                   n_steps=options.diffusion_steps, cfg_rate=options.cfg_rate, noise=noise)
             seg_secs["s2mel"] = time.perf_counter() - t
 
             t = time.perf_counter()
@@ -221,19 +230,3 @@ def _with_seed(opts: SamplingOptions, seed: int) -> SamplingOptions:
     import dataclasses
 
     return dataclasses.replace(opts, seed=seed)
-
-
-def to_int16(wav: np.ndarray) -> np.ndarray:
-    """upstream: clamp(32767·wav, ±32767), written as 16-bit PCM."""
-    return np.clip(np.round(np.asarray(wav, np.float32) * 32767.0), -32767, 32767).astype(np.int16)
-
-
-def join_segments(wavs: Sequence[np.ndarray], interval_silence_ms: int = INTERVAL_SILENCE_MS) -> np.ndarray:
-    """Concatenate segment waveforms with ``interval_silence_ms`` of zeros between them (upstream)."""
-    sil = np.zeros(int(SAMPLE_RATE * interval_silence_ms / 1000.0), np.int16)
-    parts: list[np.ndarray] = []
-    for i, w in enumerate(wavs):
-        parts.append(to_int16(w))
-        if i < len(wavs) - 1 and interval_silence_ms > 0:
-            parts.append(sil)
-    return np.concatenate(parts) if parts else np.zeros(0, np.int16)

@@ -39,8 +39,11 @@ def synth(
     speaker: Path | None = typer.Option(None, "--speaker", help="speaker reference audio (WAV/FLAC/OGG); "
                                         "default: a built-in synthetic voice-like prompt"),
     out: Path = typer.Option(Path("out/tts.wav"), "--out", help="output WAV (22.05 kHz, 16-bit)"),
-    backend: str = typer.Option("torch", "--backend", help="torch: the PyTorch reference pipeline"),
+    backend: str = typer.Option("ort", "--backend", help="ort: ONNX Runtime on the engines directory; "
+                                "torch: the PyTorch reference on a checkpoint directory"),
+    engine_dir: Path = typer.Option(Path("engines"), "--engine-dir", help="engines directory (ort backend)"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory (torch backend)"),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: all cores)"),
     emotion_audio: Path | None = typer.Option(None, "--emotion-audio", help="emotion reference audio"),
     emotion_vector: str | None = typer.Option(None, "--emotion-vector", help="8 weights, comma separated"),
     emotion_alpha: float = typer.Option(1.0, "--emotion-alpha", help="emotion strength in [0, 1]"),
@@ -72,8 +75,8 @@ def synth(
         sampling = sampling.validated()
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    if backend != "torch":
-        raise typer.BadParameter(f"--backend {backend!r}: only 'torch' (the PyTorch reference) is available so far")
+    if backend not in ("ort", "torch"):
+        raise typer.BadParameter(f"--backend {backend!r}: use 'ort' (ONNX Runtime) or 'torch' (PyTorch reference)")
 
     with tempfile.TemporaryDirectory() as tmp:
         if speaker is None:
@@ -83,12 +86,45 @@ def synth(
             speaker = Path(tmp) / "demo_prompt.wav"
             write_wav_int16(speaker, synth_voice_prompt(3.0, 22050, seed=1), 22050)
             logging.getLogger(__name__).info("no --speaker given: using a built-in synthetic 3 s prompt")
-        rep = _run_torch(checkpoints, text, speaker, out, emotion_audio, vec, emotion_alpha, seed, sampling,
-                         max_segment_tokens, diffusion_steps, cfg_rate)
+        args = (text, speaker, out, emotion_audio, vec, emotion_alpha, seed, sampling, max_segment_tokens,
+                diffusion_steps, cfg_rate)
+        try:
+            rep = _run_torch(checkpoints, *args) if backend == "torch" else _run_ort(engine_dir, threads, *args)
+        except Exception as e:  # a clear one-line error for the known failure kinds, nothing half-written
+            from indextts_trt.runtime.audio import AudioError
+            from indextts_trt.runtime.config import ConfigError
+            from indextts_trt.runtime.engine import BackendError, EngineError
+            from indextts_trt.runtime.text import TextError
+
+            if isinstance(e, (AudioError, ConfigError, EngineError, BackendError, TextError, ValueError, OSError)):
+                typer.echo(f"error: {e}", err=True)
+                raise typer.Exit(2) from None
+            raise
     _print_report(rep, out)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(rep, indent=2))
+
+
+def _run_ort(engine_dir, threads, text, speaker, out, emotion_audio, vec, alpha, seed, sampling, max_seg, steps,
+             cfg_rate):
+    from indextts_trt.runtime.audio import write_wav_int16
+    from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
+
+    t0 = time.perf_counter()
+    pipe = OnnxPipeline(engine_dir, threads=threads or None)
+    load_s = time.perf_counter() - t0
+    opts = RunOptions(emo_alpha=alpha, emotion_vector=vec, max_text_tokens_per_segment=max_seg, sampling=sampling,
+                      diffusion_steps=steps, cfg_rate=cfg_rate, seed=seed)
+    t0 = time.perf_counter()
+    res = pipe.synthesize(text, speaker, emotion_audio=emotion_audio, options=opts, progress=True)
+    total = time.perf_counter() - t0
+    write_wav_int16(out, res.wav, res.sample_rate)
+    providers = sorted({st.provider for st in pipe._stages.values()})
+    return {"backend": f"onnxruntime ({', '.join(providers)}), fp32 graphs", "engine_dir": str(engine_dir),
+            "load_seconds": load_s, "total_seconds": total, "audio_seconds": res.duration,
+            "rtf": total / max(res.duration, 1e-9), "segments": len(res.segments),
+            "codes_per_segment": [int(len(s.codes)) for s in res.segments], "stage_seconds": res.seconds}
 
 
 def _run_torch(checkpoints, text, speaker, out, emotion_audio, vec, alpha, seed, sampling, max_seg, steps, cfg_rate):

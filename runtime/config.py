@@ -494,6 +494,13 @@ def config_for_size(size: str) -> IndexTTSConfig:
     raise ConfigError(f"unknown size {size!r}: expected 'tiny' or 'full'")
 
 
+def max_new_codes(cfg: IndexTTSConfig, requested: int) -> int:
+    """Codes a segment may generate: the request, capped so every mel position (decode: k + 1;
+    latent pass: up to N + 1) stays inside the position table. Upstream never hits the cap
+    (1500 ≤ max_mel_tokens 1815); small configs do."""
+    return max(1, min(requested, cfg.gpt.max_mel_tokens))
+
+
 def frames_per_code() -> float:
     """Mel frames per semantic code, as upstream writes it (exact would be 22050/256/50)."""
     return 1.72
@@ -509,5 +516,5 @@ def target_mel_length(num_codes: int) -> int:
 __all__ = [
     "ConfigError", "IndexTTSConfig", "load_config", "parse_config", "dump_config",
     "full_config", "tiny_config", "config_for_size", "full_config_dict", "tiny_config_dict",
-    "target_mel_length", "frames_per_code",
+    "target_mel_length", "frames_per_code", "max_new_codes",
 ]

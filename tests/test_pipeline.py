@@ -12,7 +12,8 @@ import soundfile as sf
 import torch
 
 from indextts_trt.reference.init_checkpoints import init_checkpoints
-from indextts_trt.reference.pipeline import ReferencePipeline, SynthesisOptions, join_segments
+from indextts_trt.reference.pipeline import ReferencePipeline, SynthesisOptions
+from indextts_trt.runtime.audio import join_segments
 from indextts_trt.runtime.audio import AudioError
 from indextts_trt.runtime.config import load_config
 from indextts_trt.runtime.layout import CheckpointLayout

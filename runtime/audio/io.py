@@ -112,3 +112,22 @@ def write_wav_int16(path: str | Path, wav: np.ndarray, sr: int) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+INTERVAL_SILENCE_MS = 200
+
+
+def to_int16(wav: np.ndarray) -> np.ndarray:
+    """upstream: clamp(32767·wav, ±32767), written as 16-bit PCM."""
+    return np.clip(np.round(np.asarray(wav, np.float32) * 32767.0), -32767, 32767).astype(np.int16)
+
+
+def join_segments(wavs, interval_silence_ms: int = INTERVAL_SILENCE_MS, sr: int = SR_22K) -> np.ndarray:
+    """Concatenate segment waveforms with ``interval_silence_ms`` of zeros between them (upstream)."""
+    sil = np.zeros(int(sr * interval_silence_ms / 1000.0), np.int16)
+    parts: list[np.ndarray] = []
+    for i, w in enumerate(wavs):
+        parts.append(to_int16(w))
+        if i < len(wavs) - 1 and interval_silence_ms > 0:
+            parts.append(sil)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int16)

@@ -1,0 +1,316 @@
+"""The torch-free pipeline: a thin sequencer over the stage graphs in an engines directory.
+
+conditioning (cached per prompt) → per segment: emovec, GPT prefill, decode steps on the in-place
+KV cache with the numpy beam sampler, latent pass (the prefill graph), S2Mel projections, the
+25-step CFM loop with CFG, BigVGAN → segments joined with 200 ms of silence, as upstream.
+Every stage is checked against its profile before it runs; a request beyond a range names both
+numbers. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import (
+    campplus_features,
+    join_segments,
+    load_emotion_prompt,
+    load_prompt,
+    mel_spectrogram,
+    seamless_fbank,
+)
+from .config import IndexTTSConfig, load_config, max_new_codes, target_mel_length
+from .ort_backend import BackendError, OrtStage
+from .sampling import BeamSearch, SamplingOptions
+from .stages import STAGE_ORDER, stage_specs
+from .text import TextNormalizer, TextTokenizer, text_to_segments
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE = 22050
+
+
+def cfm_noise(seed: int, n_mels: int, frames: int) -> np.ndarray:
+    """The CFM's initial noise, drawn with numpy so the reference and the runtime share it."""
+    return np.random.default_rng(seed).standard_normal((1, n_mels, frames)).astype(np.float32)
+
+
+def nearest_index(t_in: int, t_out: int) -> np.ndarray:
+    """PyTorch legacy 'nearest' source index in float32 arithmetic: floor(dst · (T_in / T_out))."""
+    scale = np.float32(t_in) / np.float32(t_out)
+    idx = np.floor(np.arange(t_out, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(idx, t_in - 1)
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+@dataclass
+class Conditioning:
+    spk: np.ndarray  # (1, T50, semantic_dim)
+    prompt_condition: np.ndarray  # (1, T_ref, C)
+    ref_mel: np.ndarray  # (1, n_mels, T_ref)
+    style: np.ndarray  # (1, style_dim)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    emo_alpha: float = 1.0
+    emotion_vector: Sequence[float] | None = None
+    max_text_tokens_per_segment: int = 120
+    quick_streaming_tokens: int = 0
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    diffusion_steps: int = 25
+    cfg_rate: float = 0.7
+    seed: int = 0
+    interval_silence_ms: int = 200
+
+
+@dataclass
+class Segment:
+    codes: np.ndarray
+    hit_stop: bool
+    mel: np.ndarray
+    wav: np.ndarray
+
+
+@dataclass
+class Result:
+    wav: np.ndarray  # int16
+    sample_rate: int
+    segments: list[Segment]
+    seconds: dict[str, float]
+
+    @property
+    def duration(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+
+class OnnxPipeline:
+    def __init__(self, engine_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None):
+        from indextts_trt.export.manifest import ManifestError, load_manifest  # stdlib-only module
+
+        self.dir = Path(engine_dir)
+        try:
+            self.manifest = load_manifest(self.dir)
+        except ManifestError as e:
+            raise EngineError(str(e)) from None
+        self.cfg: IndexTTSConfig = load_config(self.dir / "config.yaml")
+        self.specs = stage_specs(self.cfg)
+        missing = [s for s in STAGE_ORDER if s not in self.manifest["stages"]]
+        if missing:
+            raise EngineError(f"{self.dir} lacks stage(s) {', '.join(missing)}: run `tts-export build --out {self.dir}`")
+        for name in STAGE_ORDER:
+            st = self.manifest["stages"][name]
+            if st["spec_hash"] != self.specs[name].spec_hash():
+                raise EngineError(f"stage {name} in {self.dir} was built for another spec (hash {st['spec_hash']} vs "
+                                  f"{self.specs[name].spec_hash()} from its config.yaml): rebuild with tts-export build")
+            if not st["parity"]["passed"]:
+                raise EngineError(f"stage {name} in {self.dir} did not pass parity; rebuild it")
+        self.providers, self.threads = providers, threads
+        self._stages: dict[str, OrtStage] = {}
+        from safetensors.numpy import load_file
+
+        self.host = load_file(str(self.dir / "host_data.safetensors"))
+        self.normalizer = TextNormalizer()
+        self.tokenizer = TextTokenizer(self.dir / "bpe.model")
+        self._cache: dict[tuple[str, float], Conditioning] = {}
+
+    def stage(self, name: str) -> OrtStage:
+        if name not in self._stages:
+            self._stages[name] = OrtStage(self.dir / self.manifest["stages"][name]["onnx"], self.specs[name],
+                                          self.providers, self.threads)
+        return self._stages[name]
+
+    def run(self, name: str, sizes: dict[str, int], **feed: np.ndarray) -> dict[str, np.ndarray]:
+        self.specs[name].check_sizes(sizes)
+        return self.stage(name).run(feed)
+
+    # ------------------------------------------------------------------ conditioning
+
+    def semantic(self, wav16k: np.ndarray) -> np.ndarray:
+        feats, mask = seamless_fbank(wav16k)
+        t = feats.shape[0]
+        return self.run("semantic_encoder", {"T50": t}, input_features=feats[None],
+                        attention_mask=mask[None].astype(np.int64))["semantic_features"]
+
+    def speaker(self, path: str | Path) -> Conditioning:
+        p = Path(path)
+        key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0)
+        if key in self._cache:
+            return self._cache[key]
+        prompt = load_prompt(p)
+        spk = self.semantic(prompt.wav16k)
+        t50 = spk.shape[1]
+        quant = self.run("semantic_codec", {"T50": t50}, semantic_features=spk)["quantized"]
+        ref_mel = mel_spectrogram(prompt.wav22k)[None]
+        fb = campplus_features(prompt.wav16k)
+        style = self.run("campplus", {"T_fbank": fb.shape[0]}, fbank=fb[None])["style"]
+        t_ref = ref_mel.shape[-1]
+        pc = self.run("length_regulator", {"T_in": t50, "T_out": t_ref}, content=quant,
+                      src_index=nearest_index(t50, t_ref))["cond"]
+        cond = Conditioning(spk, pc, ref_mel, style)
+        self._cache = {key: cond}
+        return cond
+
+    def emovec(self, emb: np.ndarray) -> np.ndarray:
+        return self.run("emotion_conditioning", {"T50": emb.shape[1]}, semantic_features=emb)["emovec"]
+
+    def emo_vector_from_weights(self, w: np.ndarray, style: np.ndarray) -> np.ndarray:
+        rows, start = [], 0
+        spk_m, emo_m = self.host["spk_matrix"], self.host["emo_matrix"]
+        for n in self.cfg.emo_num:
+            group = spk_m[start:start + n]
+            cos = group @ style[0] / np.maximum(np.linalg.norm(group, axis=1) * np.linalg.norm(style[0]), 1e-8)
+            rows.append(emo_m[start + int(np.argmax(cos))])
+            start += n
+        return (np.asarray(w, np.float32)[:, None] * np.stack(rows)).sum(0, keepdims=True)
+
+    # ------------------------------------------------------------------ GPT
+
+    def prefill(self, conds: np.ndarray, text: np.ndarray, mel_ids: np.ndarray, mel_pos: np.ndarray) -> dict:
+        c = self.cfg.gpt.condition_num_latent + 2
+        sizes = {"B": conds.shape[0], "L_text": text.shape[1], "M": mel_ids.shape[1],
+                 "S": c + text.shape[1] + mel_ids.shape[1]}
+        return self.run("gpt_prefill", sizes, conds=conds, text_ids=text, mel_ids=mel_ids, mel_pos=mel_pos)
+
+    def generate(self, conds: np.ndarray, text: np.ndarray, opts: SamplingOptions) -> tuple[np.ndarray, bool]:
+        g = self.cfg.gpt
+        start = g.start_mel_token
+        opts = opts.replace(max_new_tokens=max_new_codes(self.cfg, opts.max_new_tokens))
+        out = self.prefill(conds, text, np.array([[start]], np.int64), np.zeros((1, 1), np.int64))
+        kv0, logits = out["kv"], out["logits"]
+        s = kv0.shape[4]
+        search = BeamSearch(opts, np.array([1] * (s - 1) + [start]), logits.shape[-1], g.stop_mel_token,
+                            suppress_tokens=(start,))
+        nb = search.num_beams
+        cap = s + opts.max_new_tokens + 1
+        self.specs["gpt_decode"].check_sizes({"B": nb, "CAP": cap})
+        # fixed-capacity cache, allocated once per segment; the decode graph writes into it in place
+        kv = np.zeros((*kv0.shape[:2], nb, kv0.shape[3], cap, kv0.shape[5]), np.float32)
+        kv[..., :s, :] = kv0
+        dec = self.stage("gpt_decode")
+        kv_val = dec.ortvalue(kv)
+        rows = np.repeat(logits, nb, axis=0)
+        k = 0
+        while True:
+            tokens, beam_index = search.step(rows)
+            k += 1
+            if search.done:
+                break
+            changed = np.nonzero(beam_index != np.arange(nb))[0]
+            if changed.size:  # copy only the rows whose beam changed, not the whole cache
+                kv[:, :, changed] = kv[:, :, beam_index[changed]]
+            res = dec.run({"mel_ids": tokens[:, None], "mel_pos": np.full((nb, 1), k + 1, np.int64),
+                           "cache_len": np.array([s + k - 1], np.int64)}, bound={"kv": kv_val})
+            rows = res["logits"]
+        return search.finalize(), search.hit_stop
+
+    def latents(self, conds: np.ndarray, text: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        g = self.cfg.gpt
+        mel = np.concatenate([[g.start_mel_token], codes, [g.stop_mel_token]]).astype(np.int64)[None]
+        hidden = self.prefill(conds, text, mel, np.arange(mel.shape[1], dtype=np.int64)[None])["hidden"]
+        return hidden[:, -mel.shape[1]:-2]
+
+    # ------------------------------------------------------------------ S2Mel + vocoder
+
+    def s2mel(self, latent: np.ndarray, codes: np.ndarray, c: Conditioning, steps: int, cfg_rate: float,
+              noise_seed: int) -> np.ndarray:
+        n = codes.shape[0]
+        proj = self.run("gpt_layer", {"N": n}, latent=latent)["projected"]
+        emb = self.run("vq2emb", {"N": n}, codes=codes[None])["embedding"]
+        t_gen = target_mel_length(n)
+        cond = self.run("length_regulator", {"T_in": n, "T_out": t_gen}, content=emb + proj,
+                        src_index=nearest_index(n, t_gen))["cond"]
+        mu = np.concatenate([c.prompt_condition, cond], axis=1)
+        T, t_ref = mu.shape[1], c.ref_mel.shape[-1]
+        x = cfm_noise(noise_seed, self.cfg.n_mels, T)
+        prompt_x = np.zeros_like(x)
+        prompt_x[..., :t_ref] = c.ref_mel
+        x[..., :t_ref] = 0
+        # the CFG batch [cond; uncond] is built once; only x and t change per step
+        px2 = np.concatenate([prompt_x, np.zeros_like(prompt_x)])
+        st2 = np.concatenate([c.style, np.zeros_like(c.style)])
+        mu2 = np.concatenate([mu, np.zeros_like(mu)])
+        lens = np.full(2, T, np.int64)
+        t_span = np.linspace(0, 1, steps + 1, dtype=np.float32)
+        t = t_span[0]
+        self.specs["dit_step"].check_sizes({"B2": 2, "T": T})
+        dit = self.stage("dit_step")
+        for i in range(1, steps + 1):
+            dt = t_span[i] - t_span[i - 1]
+            v = dit.run({"x": np.concatenate([x, x]), "prompt_x": px2, "x_lens": lens,
+                         "t": np.full(2, t, np.float32), "style": st2, "cond": mu2})["velocity"]
+            v = (1.0 + cfg_rate) * v[:1] - cfg_rate * v[1:]
+            x = x + dt * v
+            t = t + dt
+            x[..., :t_ref] = 0
+        return x[..., t_ref:]
+
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
+        t = mel.shape[-1]
+        return self.run("bigvgan", {"T_mel": t, "T_wav": t * self.cfg.hop_length}, mel=mel)["wav"][0, 0]
+
+    # ------------------------------------------------------------------ the whole request
+
+    def synthesize(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
+                   options: RunOptions = RunOptions(), progress: bool = False) -> Result:
+        secs: dict[str, float] = defaultdict(float)
+        t0 = time.perf_counter()
+        segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
+                                    options.quick_streaming_tokens)
+        secs["text"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        c = self.speaker(speaker)
+        alpha, vec = options.emo_alpha, options.emotion_vector
+        if vec is not None:  # upstream: a vector drops the emotion audio and absorbs alpha
+            emotion_audio = None
+            scale = min(max(alpha, 0.0), 1.0)
+            if scale != 1.0:
+                vec = [int(w * scale * 10000) / 10000 for w in vec]
+        emo = c.spk if emotion_audio is None else self.semantic(load_emotion_prompt(emotion_audio))
+        if emotion_audio is None:
+            alpha = 1.0
+        base = self.emovec(c.spk)
+        emovec = base if emo is c.spk else base + alpha * (self.emovec(emo) - base)
+        if vec is not None:
+            w = np.asarray(vec, np.float32)
+            emovec = self.emo_vector_from_weights(w, c.style) + (1 - w.sum()) * emovec
+        lat = self.run("speaker_conditioning", {"T50": c.spk.shape[1]}, semantic_features=c.spk)["latents"]
+        conds = np.concatenate([lat + emovec[:, None, :], self.host["speed_rows"][None]], axis=1).astype(np.float32)
+        secs["conditioning"] += time.perf_counter() - t0
+        from tqdm import tqdm
+
+        out: list[Segment] = []
+        for i, ids in enumerate(tqdm(segments, desc="segments", unit="seg", disable=not progress)):
+            text_ids = np.asarray(ids, np.int64)
+            text_ids = text_ids[(text_ids != 0) & (text_ids != 1)]
+            text_arr = np.concatenate([[0], text_ids, [1]]).astype(np.int64)[None]
+            opts = options.sampling if options.sampling.seed is not None else options.sampling.replace(seed=options.seed + i)
+            t0 = time.perf_counter()
+            codes, hit = self.generate(conds, text_arr, opts)
+            secs["gpt_generate"] += time.perf_counter() - t0
+            if len(codes) == 0:
+                log.warning("segment %d: the GPT stopped before any code; skipping it", i)
+                continue
+            t0 = time.perf_counter()
+            latent = self.latents(conds, np.concatenate([[0], np.asarray(ids, np.int64), [1]])[None], codes)
+            secs["gpt_latents"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            mel = self.s2mel(latent, codes, c, options.diffusion_steps, options.cfg_rate, options.seed + 1000 + i)
+            secs["s2mel"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            wav = self.vocode(mel)
+            secs["bigvgan"] += time.perf_counter() - t0
+            out.append(Segment(codes, hit, mel, wav))
+        return Result(join_segments([s.wav for s in out], options.interval_silence_ms), SAMPLE_RATE, out, dict(secs))
+
+
+__all__ = ["OnnxPipeline", "RunOptions", "Result", "EngineError", "BackendError", "cfm_noise", "nearest_index"]
