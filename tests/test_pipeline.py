@@ -99,13 +99,13 @@ def test_join_segments():
 
 def test_tts_run_cli_writes_wav_and_report(tiny_ckpt, tmp_path):
     out, rep = tmp_path / "o.wav", tmp_path / "r.json"
-    r = subprocess.run([sys.executable, "-m", "indextts_trt.runtime.cli", "--checkpoints", str(tiny_ckpt),
+    r = subprocess.run([sys.executable, "-m", "indextts_trt.runtime.cli", "--backend", "torch", "--checkpoints", str(tiny_ckpt),
                         "--text", "Hi there.", "--out", str(out), "--report", str(rep), "--diffusion-steps", "2",
                         "--max-codes", "20"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "RTF" in r.stdout and out.is_file()
     report = json.loads(rep.read_text())
     assert report["audio_seconds"] > 0 and set(report["stage_seconds"]) >= {"gpt_generate", "s2mel", "bigvgan"}
-    bad = subprocess.run([sys.executable, "-m", "indextts_trt.runtime.cli", "--checkpoints", str(tiny_ckpt),
+    bad = subprocess.run([sys.executable, "-m", "indextts_trt.runtime.cli", "--backend", "torch", "--checkpoints", str(tiny_ckpt),
                           "--emotion-vector", "1,2", "--out", str(tmp_path / "z.wav")], capture_output=True, text=True)
     assert bad.returncode != 0 and "8 weights" in bad.stderr and not (tmp_path / "z.wav").exists()
