@@ -112,6 +112,7 @@ def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = N
         if not force and entry and entry.get("cache_key") == key and entry.get("parity", {}).get("passed") and \
                 all((out / f).is_file() and sha256_file(out / f) == h for f, h in entry["files"].items()):
             rep.skipped.append(name)
+            release_unneeded(models, chosen, name)
             continue
         t0 = time.perf_counter()
         module = src.adapter(models.get(src.model)).eval()
@@ -137,6 +138,7 @@ def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = N
             rep.seconds[name] = time.perf_counter() - t0
             if not passed:
                 rep.failed.append(name)
+                release_unneeded(models, chosen, name)
                 continue  # the temporary directory (and the bad graph) is removed here
             produced = sorted(p.name for p in Path(tmp).iterdir())
             for f in produced:
@@ -154,13 +156,23 @@ def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = N
         }
         save_manifest(out, manifest)
         rep.built.append(name)
-        if src.model in ("w2v", "bigvgan", "codec", "campplus"):
-            models.release(src.model)  # keep peak memory down at full size
+        release_unneeded(models, chosen, name)
     manifest["checkpoints"]["files"] = dict(file_hashes)
     manifest["host_files"] = write_host_data(models, out)
     save_manifest(out, manifest)
     _write_report(out, manifest, rep)
     return rep
+
+
+def release_unneeded(models: ReferenceModels, chosen: list[str], done: str) -> None:
+    """Free a reference model once no later stage of this build reads it (full size: GB each)."""
+    import gc
+
+    later = chosen[chosen.index(done) + 1:]
+    model = SOURCES[done].model
+    if model != "gpt" and all(SOURCES[s].model != model for s in later):  # gpt: host data needs it last
+        models.release(model)
+        gc.collect()
 
 
 def write_host_data(models: ReferenceModels, out: Path) -> dict[str, str]:

@@ -177,7 +177,7 @@ class OnnxPipeline:
 
     def prefill(self, conds: np.ndarray, text: np.ndarray, mel_ids: np.ndarray, mel_pos: np.ndarray) -> dict:
         c = self.cfg.gpt.condition_num_latent + 2
-        sizes = {"B": conds.shape[0], "L_text": text.shape[1], "M": mel_ids.shape[1],
+        sizes = {"L_text": text.shape[1], "M": mel_ids.shape[1],
                  "S": c + text.shape[1] + mel_ids.shape[1]}
         return self.run("gpt_prefill", sizes, conds=conds, text_ids=text, mel_ids=mel_ids, mel_pos=mel_pos)
 

@@ -83,12 +83,14 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
             "gpt_prefill", "GPT over [conditioning ; text ; mel codes]: the generation prefill and the "
             "teacher-forced latent pass in one graph; outputs final_norm'd hidden states, last-position "
             "logits and the KV cache",
-            inputs=(TensorSpec("conds", F32, ("B", conds, d)), TensorSpec("text_ids", I64, ("B", "L_text"), 0, g.number_text_tokens),
-                    TensorSpec("mel_ids", I64, ("B", "M"), 0, g.number_mel_codes),
-                    TensorSpec("mel_pos", I64, ("B", "M"), 0, max_codes)),
-            outputs=(TensorSpec("hidden", F32, ("B", "S", d)), TensorSpec("logits", F32, ("B", g.number_mel_codes)),
-                     TensorSpec("kv", F32, (layers, 2, "B", heads, "S", hd))),
-            dims=(_dim("B", 1, 1, MAX_BEAMS), _dim("L_text", 3, 40, max_text), _dim("M", 1, 1, max_codes),
+            # batch 1: the beams share the prompt, so the runtime copies one prefilled cache into
+            # every beam row (as HF expands its input) instead of prefilling B identical rows
+            inputs=(TensorSpec("conds", F32, (1, conds, d)), TensorSpec("text_ids", I64, (1, "L_text"), 0, g.number_text_tokens),
+                    TensorSpec("mel_ids", I64, (1, "M"), 0, g.number_mel_codes),
+                    TensorSpec("mel_pos", I64, (1, "M"), 0, max_codes)),
+            outputs=(TensorSpec("hidden", F32, (1, "S", d)), TensorSpec("logits", F32, (1, g.number_mel_codes)),
+                     TensorSpec("kv", F32, (layers, 2, 1, heads, "S", hd))),
+            dims=(_dim("L_text", 3, 40, max_text), _dim("M", 1, 1, max_codes),
                   _dim("S", conds + 4, conds + 41, conds + max_text + max_codes)),
             derived={"S": f"{conds} + L_text + M"},
             tolerances={"hidden": MAX_FP32, "logits": LOGITS, "kv": MAX_FP32}),

@@ -143,6 +143,7 @@ def test_decode_adapter_equals_reference_cached_step(tiny_ckpt, tiny_cfg):
     text = torch.randint(2, 500, (2, 9))
     with torch.no_grad():
         hidden, logits, kv = pre(conds, text, torch.tensor([[97], [97]]), torch.zeros(2, 1, dtype=torch.long))
+        # (the graph is exported at batch 1; the adapter itself is batch-agnostic)
         s = kv.shape[4]
         cap = s + 5
         buf = torch.zeros(*kv.shape[:4], cap, kv.shape[5])
