@@ -44,6 +44,10 @@ def synth(
     engine_dir: Path = typer.Option(Path("engines"), "--engine-dir", help="engines directory (ort backend)"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory (torch backend)"),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: all cores)"),
+    voice: str | None = typer.Option(None, "--voice", help="use a saved voice instead of --speaker (ort backend)"),
+    save_voice: str | None = typer.Option(None, "--save-voice", help="save the --speaker conditioning under this name"),
+    voices_dir: Path | None = typer.Option(None, "--voices-dir", help="saved voices (default: ENGINE_DIR/voices)"),
+    stream: bool = typer.Option(False, "--stream", help="stream per segment and report the time to first audio"),
     emotion_audio: Path | None = typer.Option(None, "--emotion-audio", help="emotion reference audio"),
     emotion_vector: str | None = typer.Option(None, "--emotion-vector", help="8 weights, comma separated"),
     emotion_alpha: float = typer.Option(1.0, "--emotion-alpha", help="emotion strength in [0, 1]"),
@@ -88,8 +92,15 @@ def synth(
             logging.getLogger(__name__).info("no --speaker given: using a built-in synthetic 3 s prompt")
         args = (text, speaker, out, emotion_audio, vec, emotion_alpha, seed, sampling, max_segment_tokens,
                 diffusion_steps, cfg_rate)
+        if backend == "torch" and (voice or save_voice or stream):
+            raise typer.BadParameter("--voice/--save-voice/--stream need the ort backend")
         try:
-            rep = _run_torch(checkpoints, *args) if backend == "torch" else _run_ort(engine_dir, threads, *args)
+            if backend == "torch":
+                rep = _run_torch(checkpoints, *args)
+            else:
+                extra = {"voice": voice, "save_voice": save_voice, "stream": stream,
+                         "voices_dir": voices_dir or engine_dir / "voices"}
+                rep = _run_ort(engine_dir, threads, *args, **extra)
         except Exception as e:  # a clear one-line error for the known failure kinds, nothing half-written
             from indextts_trt.runtime.audio import AudioError
             from indextts_trt.runtime.config import ConfigError
@@ -107,7 +118,9 @@ def synth(
 
 
 def _run_ort(engine_dir, threads, text, speaker, out, emotion_audio, vec, alpha, seed, sampling, max_seg, steps,
-             cfg_rate):
+             cfg_rate, voice=None, save_voice=None, stream=False, voices_dir=None):
+    import numpy as np
+
     from indextts_trt.runtime.audio import write_wav_int16
     from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
 
@@ -117,14 +130,35 @@ def _run_ort(engine_dir, threads, text, speaker, out, emotion_audio, vec, alpha,
     opts = RunOptions(emo_alpha=alpha, emotion_vector=vec, max_text_tokens_per_segment=max_seg, sampling=sampling,
                       diffusion_steps=steps, cfg_rate=cfg_rate, seed=seed)
     t0 = time.perf_counter()
-    res = pipe.synthesize(text, speaker, emotion_audio=emotion_audio, options=opts, progress=True)
+    if voice:
+        spk = pipe.load_voice(voices_dir, voice)
+    elif save_voice:
+        spk = pipe.save_voice(voices_dir, save_voice, speaker)
+        logging.getLogger(__name__).info("saved voice %r in %s", save_voice, voices_dir)
+    else:
+        spk = speaker
+    ttfa = None
+    if stream:
+        chunks = []
+        for chunk in pipe.stream(text, spk, emotion_audio=emotion_audio, options=opts):
+            if ttfa is None:
+                ttfa = time.perf_counter() - t0
+            chunks.append(chunk)
+        wav = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+        stage_seconds, codes = {}, []
+    else:
+        res = pipe.synthesize(text, spk, emotion_audio=emotion_audio, options=opts, progress=True)
+        wav, stage_seconds, codes = res.wav, res.seconds, [int(len(s.codes)) for s in res.segments]
     total = time.perf_counter() - t0
-    write_wav_int16(out, res.wav, res.sample_rate)
+    write_wav_int16(out, wav, 22050)
     providers = sorted({st.provider for st in pipe._stages.values()})
-    return {"backend": f"onnxruntime ({', '.join(providers)}), fp32 graphs", "engine_dir": str(engine_dir),
-            "load_seconds": load_s, "total_seconds": total, "audio_seconds": res.duration,
-            "rtf": total / max(res.duration, 1e-9), "segments": len(res.segments),
-            "codes_per_segment": [int(len(s.codes)) for s in res.segments], "stage_seconds": res.seconds}
+    rep = {"backend": f"onnxruntime ({', '.join(providers)}), fp32 graphs", "engine_dir": str(engine_dir),
+           "load_seconds": load_s, "total_seconds": total, "audio_seconds": len(wav) / 22050,
+           "rtf": total / max(len(wav) / 22050, 1e-9), "segments": len(codes) if codes else None,
+           "codes_per_segment": codes, "stage_seconds": stage_seconds}
+    if ttfa is not None:
+        rep["time_to_first_audio_seconds"] = ttfa
+    return rep
 
 
 def _run_torch(checkpoints, text, speaker, out, emotion_audio, vec, alpha, seed, sampling, max_seg, steps, cfg_rate):
@@ -157,13 +191,15 @@ def _run_torch(checkpoints, text, speaker, out, emotion_audio, vec, alpha, seed,
 
 
 def _print_report(rep: dict, out: Path) -> None:
-    typer.echo(f"wrote {out} ({rep['audio_seconds']:.2f} s of audio, {rep['segments']} segment(s), "
-               f"codes {rep['codes_per_segment']})")
+    typer.echo(f"wrote {out} ({rep['audio_seconds']:.2f} s of audio"
+               + (f", {rep['segments']} segment(s), codes {rep['codes_per_segment']})" if rep["segments"] else ")"))
     typer.echo(f"backend: {rep['backend']}; models loaded in {rep['load_seconds']:.2f} s")
     typer.echo(f"{'stage':<16s}{'seconds':>10s}")
     for k, v in rep["stage_seconds"].items():
         typer.echo(f"{k:<16s}{v:>10.3f}")
     typer.echo(f"{'total':<16s}{rep['total_seconds']:>10.3f}   RTF {rep['rtf']:.3f}")
+    if "time_to_first_audio_seconds" in rep:
+        typer.echo(f"time to first audio: {rep['time_to_first_audio_seconds']:.3f} s (per-segment streaming)")
 
 
 def main() -> None:

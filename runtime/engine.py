@@ -141,7 +141,9 @@ class OnnxPipeline:
         return self.run("semantic_encoder", {"T50": t}, input_features=feats[None],
                         attention_mask=mask[None].astype(np.int64))["semantic_features"]
 
-    def speaker(self, path: str | Path) -> Conditioning:
+    def speaker(self, path: str | Path | Conditioning) -> Conditioning:
+        if isinstance(path, Conditioning):
+            return path
         p = Path(path)
         key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0)
         if key in self._cache:
@@ -159,6 +161,20 @@ class OnnxPipeline:
         cond = Conditioning(spk, pc, ref_mel, style)
         self._cache = {key: cond}
         return cond
+
+    def save_voice(self, voices_dir: str | Path, name: str, speaker: str | Path) -> Conditioning:
+        from .voices import engines_fingerprint, save_voice
+
+        c = self.speaker(speaker)
+        save_voice(voices_dir, name, {"spk": c.spk, "prompt_condition": c.prompt_condition, "ref_mel": c.ref_mel,
+                                      "style": c.style}, engines_fingerprint(self.manifest), str(speaker))
+        return c
+
+    def load_voice(self, voices_dir: str | Path, name: str) -> Conditioning:
+        from .voices import engines_fingerprint, load_voice
+
+        t = load_voice(voices_dir, name, engines_fingerprint(self.manifest))
+        return Conditioning(t["spk"], t["prompt_condition"], t["ref_mel"], t["style"])
 
     def emovec(self, emb: np.ndarray) -> np.ndarray:
         return self.run("emotion_conditioning", {"T50": emb.shape[1]}, semantic_features=emb)["emovec"]
@@ -260,9 +276,29 @@ class OnnxPipeline:
 
     # ------------------------------------------------------------------ the whole request
 
-    def synthesize(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
+    def synthesize(self, text: str, speaker: str | Path | Conditioning, *, emotion_audio: str | Path | None = None,
                    options: RunOptions = RunOptions(), progress: bool = False) -> Result:
         secs: dict[str, float] = defaultdict(float)
+        out = list(self.iter_segments(text, speaker, emotion_audio, options, progress, secs))
+        return Result(join_segments([s.wav for s in out], options.interval_silence_ms), SAMPLE_RATE, out, dict(secs))
+
+    def stream(self, text: str, speaker: str | Path | Conditioning, *, emotion_audio: str | Path | None = None,
+               options: RunOptions = RunOptions()):
+        """Per-segment streaming: yields int16 chunks (a segment's audio, then the silence before
+        the next one) as soon as each segment is vocoded; their concatenation equals
+        ``synthesize(...).wav`` exactly. Set ``options.quick_streaming_tokens`` to keep the first
+        segment short and the time to first audio low (upstream's knob)."""
+        from .audio import to_int16
+
+        sil = np.zeros(int(SAMPLE_RATE * options.interval_silence_ms / 1000.0), np.int16)
+        first = True
+        for seg in self.iter_segments(text, speaker, emotion_audio, options, False, defaultdict(float)):
+            if not first and sil.size:
+                yield sil
+            first = False
+            yield to_int16(seg.wav)
+
+    def iter_segments(self, text, speaker, emotion_audio, options: RunOptions, progress: bool, secs: dict):
         t0 = time.perf_counter()
         segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
                                     options.quick_streaming_tokens)
@@ -288,7 +324,6 @@ class OnnxPipeline:
         secs["conditioning"] += time.perf_counter() - t0
         from tqdm import tqdm
 
-        out: list[Segment] = []
         for i, ids in enumerate(tqdm(segments, desc="segments", unit="seg", disable=not progress)):
             text_ids = np.asarray(ids, np.int64)
             text_ids = text_ids[(text_ids != 0) & (text_ids != 1)]
@@ -309,8 +344,7 @@ class OnnxPipeline:
             t0 = time.perf_counter()
             wav = self.vocode(mel)
             secs["bigvgan"] += time.perf_counter() - t0
-            out.append(Segment(codes, hit, mel, wav))
-        return Result(join_segments([s.wav for s in out], options.interval_silence_ms), SAMPLE_RATE, out, dict(secs))
+            yield Segment(codes, hit, mel, wav)
 
 
 __all__ = ["OnnxPipeline", "RunOptions", "Result", "EngineError", "BackendError", "cfm_noise", "nearest_index"]

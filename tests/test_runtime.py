@@ -126,3 +126,32 @@ def test_nearest_index_matches_torch():
     for t_in, t_out in [(7, 12), (100, 172), (13, 13), (9, 4), (501, 861)]:
         assert nearest_index(t_in, t_out).tolist() == nearest_indices(t_in, t_out).tolist()
     _ = torch
+
+
+def test_per_segment_stream_equals_synthesis(ort_pipe, prompt_wav):
+    opts = RunOptions(max_text_tokens_per_segment=8, sampling=SamplingOptions(max_new_tokens=30), diffusion_steps=2,
+                      seed=4)
+    chunks = list(ort_pipe.stream(TEXT, prompt_wav, options=opts))
+    whole = ort_pipe.synthesize(TEXT, prompt_wav, options=opts)
+    assert len(chunks) == 2 * len(whole.segments) - 1  # segment, silence, segment, ...
+    assert np.array_equal(np.concatenate(chunks), whole.wav)
+
+
+def test_saved_voice_round_trip_and_invalidation(ort_pipe, prompt_wav, tmp_path):
+    from indextts_trt.runtime.voices import VoiceError
+
+    opts = RunOptions(sampling=SamplingOptions.greedy(max_new_tokens=20), diffusion_steps=2)
+    ort_pipe.save_voice(tmp_path, "alice", prompt_wav)
+    assert (tmp_path / "alice.safetensors").is_file() and json.loads((tmp_path / "alice.json").read_text())["format"] == 1
+    a = ort_pipe.synthesize("Hello.", prompt_wav, options=opts)
+    b = ort_pipe.synthesize("Hello.", ort_pipe.load_voice(tmp_path, "alice"), options=opts)
+    assert np.array_equal(a.wav, b.wav)
+    meta = json.loads((tmp_path / "alice.json").read_text())
+    meta["engines"] = "0" * 16
+    (tmp_path / "alice.json").write_text(json.dumps(meta))
+    with pytest.raises(VoiceError, match="made with other engines"):
+        ort_pipe.load_voice(tmp_path, "alice")
+    with pytest.raises(VoiceError, match="not found"):
+        ort_pipe.load_voice(tmp_path, "bob")
+    with pytest.raises(VoiceError, match="voice name"):
+        ort_pipe.save_voice(tmp_path, "../evil", prompt_wav)
