@@ -30,6 +30,7 @@ from indextts_trt.runtime.audio import (
     seamless_fbank,
 )
 from indextts_trt.runtime.config import IndexTTSConfig, target_mel_length
+from indextts_trt.runtime.emotion import resolve_emotion
 from indextts_trt.runtime.engine import cfm_noise
 from indextts_trt.runtime.layout import CheckpointLayout
 from indextts_trt.runtime.sampling import SamplingOptions
@@ -170,19 +171,9 @@ class ReferencePipeline:
 
         t = time.perf_counter()
         spk = self.speaker(speaker)
-        emo_alpha = options.emo_alpha
-        emo_vector = options.emotion_vector
-        if emo_vector is not None:
-            # upstream: an explicit vector drops the emotion audio; alpha scales the vector,
-            # truncated to 4 decimals, and the emotion audio falls back to the speaker's.
-            emotion_audio = None
-            scale = min(max(emo_alpha, 0.0), 1.0)
-            if scale != 1.0:
-                emo_vector = [int(w * scale * 10000) / 10000 for w in emo_vector]
-        if emotion_audio is None:
-            emo_emb, emo_alpha = spk.spk_cond_emb, 1.0
-        else:
-            emo_emb = self.emotion(emotion_audio)
+        emo_alpha, emo_vector, emotion_audio = resolve_emotion(options.emo_alpha, options.emotion_vector,
+                                                                emotion_audio)
+        emo_emb = spk.spk_cond_emb if emotion_audio is None else self.emotion(emotion_audio)
         secs["conditioning"] = time.perf_counter() - t
 
         from tqdm import tqdm

@@ -27,6 +27,7 @@ from .audio import (
     seamless_fbank,
 )
 from .config import IndexTTSConfig, load_config, max_new_codes, target_mel_length
+from .emotion import resolve_emotion
 from .ort_backend import BackendError, OrtStage
 from .sampling import BeamSearch, SamplingOptions
 from .stages import STAGE_ORDER, stage_specs
@@ -305,15 +306,8 @@ class OnnxPipeline:
         secs["text"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         c = self.speaker(speaker)
-        alpha, vec = options.emo_alpha, options.emotion_vector
-        if vec is not None:  # upstream: a vector drops the emotion audio and absorbs alpha
-            emotion_audio = None
-            scale = min(max(alpha, 0.0), 1.0)
-            if scale != 1.0:
-                vec = [int(w * scale * 10000) / 10000 for w in vec]
+        alpha, vec, emotion_audio = resolve_emotion(options.emo_alpha, options.emotion_vector, emotion_audio)
         emo = c.spk if emotion_audio is None else self.semantic(load_emotion_prompt(emotion_audio))
-        if emotion_audio is None:
-            alpha = 1.0
         base = self.emovec(c.spk)
         emovec = base if emo is c.spk else base + alpha * (self.emovec(emo) - base)
         if vec is not None:
