@@ -90,8 +90,9 @@ def test_decode_steps_reuse_one_cache_buffer(ort_pipe, prompt_wav):
         dec.run = orig
     assert len(seen) > 5
     assert len({p for p, _ in seen}) == 1  # the same cache buffer every step, updated in place
-    cache_bytes = ort_pipe.specs["gpt_decode"]  # any returned array is the small logits tensor only
-    assert all(max(sizes) < 3 * ort_pipe.cfg.gpt.number_mel_codes * 4 + 1 for _, sizes in seen), cache_bytes
+    # the only array a step returns is the (beams, V) logits; the cache is never copied out
+    logits_bytes = 3 * ort_pipe.cfg.gpt.number_mel_codes * 4
+    assert all(sizes == [logits_bytes] for _, sizes in seen), seen[:2]
 
 
 def test_engine_dir_validation(engine_dir, tmp_path):
@@ -120,12 +121,11 @@ def test_requests_beyond_a_range_name_both_numbers(ort_pipe):
 
 
 def test_nearest_index_matches_torch():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from indextts_trt.reference.length_regulator import nearest_indices
 
     for t_in, t_out in [(7, 12), (100, 172), (13, 13), (9, 4), (501, 861)]:
         assert nearest_index(t_in, t_out).tolist() == nearest_indices(t_in, t_out).tolist()
-    _ = torch
 
 
 def test_per_segment_stream_equals_synthesis(ort_pipe, prompt_wav):
