@@ -55,9 +55,12 @@ def build_cmd(
     force: bool = typer.Option(False, "--force", help="rebuild even when the cache key matches"),
     points: str = typer.Option("opt,min,awkward,max", "--points",
                                help="parity shapes: comma-separated of opt, min, awkward, max"),
+    trt: bool = typer.Option(None, "--trt/--no-trt", help="also plan and build TensorRT engines (default: on for "
+                             "fp16/bf16, off for fp32)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Export every stage to ONNX and gate it on parity with the PyTorch reference."""
+    """Export every stage to ONNX and gate it on parity with the PyTorch reference; then (--trt) the
+    precision analysis, the TensorRT build plan, the engines and their parity with ONNX Runtime."""
     _setup_logging(verbose)
     from indextts_trt.export.build import BuildError, build, failure_table
     from indextts_trt.export.manifest import ManifestError
@@ -81,9 +84,52 @@ def build_cmd(
     if not rep.ok:
         typer.echo("PARITY FAILED — these stages were not written:\n" + failure_table(rep.checks), err=True)
         raise typer.Exit(1)
-    if precision != "fp32":
-        typer.echo(f"note: ONNX graphs are fp32; {precision} applies when TensorRT engines are built from them "
-                   "(TensorRT is not usable here, so no engine was built)")
+    if trt is None:
+        trt = precision != "fp32"
+    if not trt:
+        return
+    from indextts_trt.export.engines import build_and_check, plan_engines
+    from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info, import_tensorrt
+
+    try:
+        plan = plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
+    except (ValueError, ManifestError) as e:
+        typer.echo(f"error: build plan: {e}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        import_tensorrt()
+        gpu_info()
+    except TensorRTUnavailable as e:
+        typer.echo(f"NO TensorRT ENGINE WAS BUILT: {e}.\n"
+                   f"The fp32 ONNX graphs (verified against PyTorch) and the full {precision} build plan are in {out}; "
+                   f"ONNX Runtime runs them (`tts-run --engine-dir {out} --backend ort`). To build the engines, "
+                   f"install the trt extra on a machine with an NVIDIA GPU and rerun this command.", err=True)
+        raise typer.Exit(3) from None
+    try:
+        built = build_and_check(out, plan, stage or None, force, log=typer.echo)
+    except RuntimeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"TensorRT: built {len(built)} engine(s), each within {precision} tolerance of ONNX Runtime")
+
+
+@app.command("plan")
+def plan_cmd(
+    checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory the graphs "
+                                     "were built from (the precision analysis runs its PyTorch reference)"),
+    out: Path = typer.Option(Path("engines"), "--out", help="engines directory with the ONNX graphs"),
+    precision: str = typer.Option("fp16", "--precision", help="fp32 | fp16 | bf16"),
+) -> None:
+    """Precision analysis and TensorRT build plan for existing graphs, without building anything
+    (what `build --precision fp16` does before it needs TensorRT)."""
+    from indextts_trt.export.engines import plan_engines
+    from indextts_trt.export.manifest import ManifestError
+
+    try:
+        plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
+    except (ValueError, ManifestError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("check")
@@ -138,6 +184,15 @@ def env_cmd() -> None:
 
     for k, v in collect_env().items():
         typer.echo(f"{k:<24s} {v}")
+
+
+def _register_bench() -> None:
+    from indextts_trt.benchmarks.run import main as bench_main  # light: typer + the benchmark package
+
+    app.command("bench", help="Latency report: the fixed work on every backend here (see benchmarks/).")(bench_main)
+
+
+_register_bench()
 
 
 def main() -> None:

@@ -39,15 +39,23 @@ def synth(
     speaker: Path | None = typer.Option(None, "--speaker", help="speaker reference audio (WAV/FLAC/OGG); "
                                         "default: a built-in synthetic voice-like prompt"),
     out: Path = typer.Option(Path("out/tts.wav"), "--out", help="output WAV (22.05 kHz, 16-bit)"),
-    backend: str = typer.Option("ort", "--backend", help="ort: ONNX Runtime on the engines directory; "
-                                "torch: the PyTorch reference on a checkpoint directory"),
+    backend: str = typer.Option("auto", "--backend", help="auto: TensorRT engines when the engines directory has "
+                                "them for this GPU, else ONNX Runtime; trt; ort; torch: the PyTorch reference on "
+                                "a checkpoint directory"),
+    ort_provider: str = typer.Option("cpu", "--ort-provider", help="ONNX Runtime provider: cpu, or cuda "
+                                     "(needs the gpu extra; a fallback to CPU is reported)"),
     engine_dir: Path = typer.Option(Path("engines"), "--engine-dir", help="engines directory (ort backend)"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory (torch backend)"),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: all cores)"),
     voice: str | None = typer.Option(None, "--voice", help="use a saved voice instead of --speaker (ort backend)"),
     save_voice: str | None = typer.Option(None, "--save-voice", help="save the --speaker conditioning under this name"),
     voices_dir: Path | None = typer.Option(None, "--voices-dir", help="saved voices (default: ENGINE_DIR/voices)"),
-    stream: bool = typer.Option(False, "--stream", help="stream per segment and report the time to first audio"),
+    stream: bool = typer.Option(False, "--stream", help="stream and report the time to first audio (per segment, "
+                                "or per code chunk with --stream-chunk)"),
+    stream_chunk: int = typer.Option(0, "--stream-chunk", help="code-chunk streaming: synthesize every N committed "
+                                     "codes (the peer uses 100); 0: per-segment streaming. Implies --stream"),
+    stream_overlap: int = typer.Option(20, "--stream-overlap", help="codes each chunk window overlaps the previous "
+                                       "one by (crossfaded)"),
     emotion_audio: Path | None = typer.Option(None, "--emotion-audio", help="emotion reference audio"),
     emotion_vector: str | None = typer.Option(None, "--emotion-vector", help="8 weights, comma separated"),
     emotion_alpha: float = typer.Option(1.0, "--emotion-alpha", help="emotion strength in [0, 1]"),
@@ -79,8 +87,11 @@ def synth(
         sampling = sampling.validated()
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    if backend not in ("ort", "torch"):
-        raise typer.BadParameter(f"--backend {backend!r}: use 'ort' (ONNX Runtime) or 'torch' (PyTorch reference)")
+    if backend not in ("auto", "trt", "ort", "torch"):
+        raise typer.BadParameter(f"--backend {backend!r}: use auto, trt (TensorRT), ort (ONNX Runtime) or torch "
+                                 "(PyTorch reference)")
+    if ort_provider not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"--ort-provider {ort_provider!r}: use cpu or cuda")
 
     with tempfile.TemporaryDirectory() as tmp:
         if speaker is None:
@@ -92,13 +103,23 @@ def synth(
             logging.getLogger(__name__).info("no --speaker given: using a built-in synthetic 3 s prompt")
         args = (text, speaker, out, emotion_audio, vec, emotion_alpha, seed, sampling, max_segment_tokens,
                 diffusion_steps, cfg_rate)
+        stream = stream or stream_chunk > 0
         if backend == "torch" and (voice or save_voice or stream):
             raise typer.BadParameter("--voice/--save-voice/--stream need the ort backend")
+        chunk = None
+        if stream_chunk > 0:
+            from indextts_trt.runtime.streaming import ChunkPlan
+
+            try:
+                chunk = ChunkPlan(stream_chunk, stream_overlap)
+            except ValueError as e:
+                raise typer.BadParameter(str(e)) from None
         try:
             if backend == "torch":
                 rep = _run_torch(checkpoints, *args)
             else:
-                extra = {"voice": voice, "save_voice": save_voice, "stream": stream,
+                extra = {"voice": voice, "save_voice": save_voice, "stream": stream, "chunk": chunk,
+                         "backend": backend, "ort_provider": ort_provider,
                          "voices_dir": voices_dir or engine_dir / "voices"}
                 rep = _run_ort(engine_dir, threads, *args, **extra)
         except Exception as e:  # a clear one-line error for the known failure kinds, nothing half-written
@@ -118,14 +139,20 @@ def synth(
 
 
 def _run_ort(engine_dir, threads, text, speaker, out, emotion_audio, vec, alpha, seed, sampling, max_seg, steps,
-             cfg_rate, voice=None, save_voice=None, stream=False, voices_dir=None):
+             cfg_rate, voice=None, save_voice=None, stream=False, voices_dir=None, chunk=None, backend="auto",
+             ort_provider="cpu"):
+    from collections import defaultdict
+
     import numpy as np
 
     from indextts_trt.runtime.audio import write_wav_int16
     from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
 
     t0 = time.perf_counter()
-    pipe = OnnxPipeline(engine_dir, threads=threads or None)
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ort_provider == "cuda" else None
+    pipe = OnnxPipeline(engine_dir, providers=providers, threads=threads or None, backend=backend)
+    if backend == "auto":
+        logging.getLogger(__name__).info("backend: %s (%s)", pipe.backend, pipe.backend_reason)
     load_s = time.perf_counter() - t0
     opts = RunOptions(emo_alpha=alpha, emotion_vector=vec, max_text_tokens_per_segment=max_seg, sampling=sampling,
                       diffusion_steps=steps, cfg_rate=cfg_rate, seed=seed)
@@ -139,25 +166,30 @@ def _run_ort(engine_dir, threads, text, speaker, out, emotion_audio, vec, alpha,
         spk = speaker
     ttfa = None
     if stream:
-        chunks = []
-        for chunk in pipe.stream(text, spk, emotion_audio=emotion_audio, options=opts):
+        pieces, stage_seconds = [], defaultdict(float)
+        for piece in pipe.stream(text, spk, emotion_audio=emotion_audio, options=opts, chunk=chunk,
+                                 seconds=stage_seconds):
             if ttfa is None:
                 ttfa = time.perf_counter() - t0
-            chunks.append(chunk)
-        wav = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-        stage_seconds, codes = {}, []
+            pieces.append(piece)
+        wav = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
+        stage_seconds, codes = dict(stage_seconds), []
     else:
         res = pipe.synthesize(text, spk, emotion_audio=emotion_audio, options=opts, progress=True)
         wav, stage_seconds, codes = res.wav, res.seconds, [int(len(s.codes)) for s in res.segments]
     total = time.perf_counter() - t0
     write_wav_int16(out, wav, 22050)
     providers = sorted({st.provider for st in pipe._stages.values()})
-    rep = {"backend": f"onnxruntime ({', '.join(providers)}), fp32 graphs", "engine_dir": str(engine_dir),
+    what = (f"TensorRT ({', '.join(providers)})" if pipe.backend == "trt"
+            else f"onnxruntime ({', '.join(providers)}), fp32 graphs")
+    rep = {"backend": what, "engine_dir": str(engine_dir),
            "load_seconds": load_s, "total_seconds": total, "audio_seconds": len(wav) / 22050,
            "rtf": total / max(len(wav) / 22050, 1e-9), "segments": len(codes) if codes else None,
            "codes_per_segment": codes, "stage_seconds": stage_seconds}
     if ttfa is not None:
         rep["time_to_first_audio_seconds"] = ttfa
+        rep["streaming"] = (f"code-chunk streaming, {chunk.chunk_codes} codes, overlap {chunk.overlap_codes}"
+                            if chunk else "per-segment streaming")
     return rep
 
 
@@ -199,7 +231,7 @@ def _print_report(rep: dict, out: Path) -> None:
         typer.echo(f"{k:<16s}{v:>10.3f}")
     typer.echo(f"{'total':<16s}{rep['total_seconds']:>10.3f}   RTF {rep['rtf']:.3f}")
     if "time_to_first_audio_seconds" in rep:
-        typer.echo(f"time to first audio: {rep['time_to_first_audio_seconds']:.3f} s (per-segment streaming)")
+        typer.echo(f"time to first audio: {rep['time_to_first_audio_seconds']:.3f} s ({rep['streaming']})")
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from .emotion import resolve_emotion
 from .ort_backend import BackendError, OrtStage
 from .sampling import BeamSearch, SamplingOptions
 from .stages import STAGE_ORDER, stage_specs
+from .streaming import ChunkPlan, Crossfader
 from .text import TextNormalizer, TextTokenizer, text_to_segments
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,10 @@ SAMPLE_RATE = 22050
 
 
 def cfm_noise(seed: int, n_mels: int, frames: int) -> np.ndarray:
-    """The CFM's initial noise, drawn with numpy so the reference and the runtime share it."""
-    return np.random.default_rng(seed).standard_normal((1, n_mels, frames)).astype(np.float32)
+    """The CFM's initial noise, drawn with numpy so the reference and the runtime share it. Drawn
+    frame-major so a longer draw extends a shorter one: frame f gets the same noise whatever the
+    total length, which code-chunk streaming relies on."""
+    return np.random.default_rng(seed).standard_normal((frames, n_mels)).astype(np.float32).T[None].copy()
 
 
 def nearest_index(t_in: int, t_out: int) -> np.ndarray:
@@ -94,8 +97,44 @@ class Result:
         return len(self.wav) / self.sample_rate
 
 
+def choose_backend(engine_dir: str | Path, manifest: dict, requested: str = "auto") -> tuple[str, str]:
+    """('trt' | 'ort', why). ``auto`` takes TensorRT when every stage has an engine that this
+    machine's TensorRT and GPU can run, else ONNX Runtime; ``trt`` insists (EngineError saying why
+    not and how to rebuild)."""
+    if requested not in ("auto", "trt", "ort"):
+        raise EngineError(f"unknown backend {requested!r}: use auto, trt or ort")
+    if requested == "ort":
+        return "ort", "requested"
+    missing = [n for n in STAGE_ORDER if not (manifest["stages"].get(n) or {}).get("trt")]
+    problem = None
+    if missing:
+        problem = (f"no TensorRT engine for {', '.join(missing)} in {engine_dir}: build them with "
+                   f"`tts-export build --precision fp16 --out {engine_dir}` on the GPU machine")
+    else:
+        from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info, import_tensorrt
+        from indextts_trt.export.trt_plan import engine_compat_error
+
+        try:
+            trt = import_tensorrt()
+            gpu, cc = gpu_info()
+            errs = [e for n in STAGE_ORDER
+                    if (e := engine_compat_error(manifest["stages"][n]["trt"], trt.__version__, gpu, cc, engine_dir))]
+            problem = errs[0] if errs else None
+        except TensorRTUnavailable as e:
+            problem = f"TensorRT cannot run here: {e}"
+    if problem is None:
+        return "trt", "engines match this TensorRT and GPU"
+    if requested == "trt":
+        raise EngineError(problem)
+    return "ort", problem
+
+
 class OnnxPipeline:
-    def __init__(self, engine_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None):
+    """The pipeline over an engines directory; ``backend='ort'`` runs the ONNX graphs with ONNX
+    Runtime, ``'trt'`` the TensorRT engines built from them (same sequencing, same buffers' plan)."""
+
+    def __init__(self, engine_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
+                 backend: str = "ort"):
         from indextts_trt.export.manifest import ManifestError, load_manifest  # stdlib-only module
 
         self.dir = Path(engine_dir)
@@ -116,6 +155,12 @@ class OnnxPipeline:
             if not st["parity"]["passed"]:
                 raise EngineError(f"stage {name} in {self.dir} did not pass parity; rebuild it")
         self.providers, self.threads = providers, threads
+        self.backend, self.backend_reason = choose_backend(self.dir, self.manifest, backend)
+        self.plan = None
+        if self.backend == "trt":
+            from indextts_trt.export.trt_plan import load_plan
+
+            self.plan = load_plan(self.dir)
         self._stages: dict[str, OrtStage] = {}
         from safetensors.numpy import load_file
 
@@ -126,8 +171,15 @@ class OnnxPipeline:
 
     def stage(self, name: str) -> OrtStage:
         if name not in self._stages:
-            self._stages[name] = OrtStage(self.dir / self.manifest["stages"][name]["onnx"], self.specs[name],
-                                          self.providers, self.threads)
+            entry = self.manifest["stages"][name]
+            if self.backend == "trt":
+                from .trt_backend import TrtStage
+
+                self._stages[name] = TrtStage(self.dir / entry["trt"]["engine"], self.specs[name],
+                                              self.plan["stages"][name])
+            else:
+                self._stages[name] = OrtStage(self.dir / entry["onnx"], self.specs[name], self.providers,
+                                              self.threads)
         return self._stages[name]
 
     def run(self, name: str, sizes: dict[str, int], **feed: np.ndarray) -> dict[str, np.ndarray]:
@@ -199,6 +251,13 @@ class OnnxPipeline:
         return self.run("gpt_prefill", sizes, conds=conds, text_ids=text, mel_ids=mel_ids, mel_pos=mel_pos)
 
     def generate(self, conds: np.ndarray, text: np.ndarray, opts: SamplingOptions) -> tuple[np.ndarray, bool]:
+        for search in self.generate_steps(conds, text, opts):
+            pass
+        return search.finalize(), search.hit_stop
+
+    def generate_steps(self, conds: np.ndarray, text: np.ndarray, opts: SamplingOptions):
+        """Yields the beam search after every sampling step (its ``committed()`` codes are final);
+        the last one yielded is done."""
         g = self.cfg.gpt
         start = g.start_mel_token
         opts = opts.replace(max_new_tokens=max_new_codes(self.cfg, opts.max_new_tokens))
@@ -214,21 +273,21 @@ class OnnxPipeline:
         kv = np.zeros((*kv0.shape[:2], nb, kv0.shape[3], cap, kv0.shape[5]), np.float32)
         kv[..., :s, :] = kv0
         dec = self.stage("gpt_decode")
-        kv_val = dec.ortvalue(kv)
+        cache = dec.new_cache(kv)
         rows = np.repeat(logits, nb, axis=0)
         k = 0
         while True:
             tokens, beam_index = search.step(rows)
             k += 1
+            yield search
             if search.done:
                 break
             changed = np.nonzero(beam_index != np.arange(nb))[0]
             if changed.size:  # copy only the rows whose beam changed, not the whole cache
-                kv[:, :, changed] = kv[:, :, beam_index[changed]]
+                cache.reorder(changed, beam_index[changed])
             res = dec.run({"mel_ids": tokens[:, None], "mel_pos": np.full((nb, 1), k + 1, np.int64),
-                           "cache_len": np.array([s + k - 1], np.int64)}, bound={"kv": kv_val})
+                           "cache_len": np.array([s + k - 1], np.int64)}, bound=cache.bound)
             rows = res["logits"]
-        return search.finalize(), search.hit_stop
 
     def latents(self, conds: np.ndarray, text: np.ndarray, codes: np.ndarray) -> np.ndarray:
         g = self.cfg.gpt
@@ -239,16 +298,21 @@ class OnnxPipeline:
     # ------------------------------------------------------------------ S2Mel + vocoder
 
     def s2mel(self, latent: np.ndarray, codes: np.ndarray, c: Conditioning, steps: int, cfg_rate: float,
-              noise_seed: int) -> np.ndarray:
+              noise_seed: int, frame_offset: int = 0, frames: int | None = None) -> np.ndarray:
+        """Mel for ``codes``: ``target_mel_length(N)`` frames unless ``frames`` says otherwise.
+        Code-chunk streaming passes a window's slice of the segment's frame grid (``frames``, from
+        ``frame_offset``) and so gets the noise the whole segment would have at those frames."""
         n = codes.shape[0]
         proj = self.run("gpt_layer", {"N": n}, latent=latent)["projected"]
         emb = self.run("vq2emb", {"N": n}, codes=codes[None])["embedding"]
-        t_gen = target_mel_length(n)
+        t_gen = target_mel_length(n) if frames is None else frames
         cond = self.run("length_regulator", {"T_in": n, "T_out": t_gen}, content=emb + proj,
                         src_index=nearest_index(n, t_gen))["cond"]
         mu = np.concatenate([c.prompt_condition, cond], axis=1)
         T, t_ref = mu.shape[1], c.ref_mel.shape[-1]
-        x = cfm_noise(noise_seed, self.cfg.n_mels, T)
+        x = cfm_noise(noise_seed, self.cfg.n_mels, T + frame_offset)
+        if frame_offset:
+            x = np.concatenate([x[..., :t_ref], x[..., t_ref + frame_offset:]], axis=-1)
         prompt_x = np.zeros_like(x)
         prompt_x[..., :t_ref] = c.ref_mel
         x[..., :t_ref] = 0
@@ -284,22 +348,43 @@ class OnnxPipeline:
         return Result(join_segments([s.wav for s in out], options.interval_silence_ms), SAMPLE_RATE, out, dict(secs))
 
     def stream(self, text: str, speaker: str | Path | Conditioning, *, emotion_audio: str | Path | None = None,
-               options: RunOptions = RunOptions()):
-        """Per-segment streaming: yields int16 chunks (a segment's audio, then the silence before
-        the next one) as soon as each segment is vocoded; their concatenation equals
-        ``synthesize(...).wav`` exactly. Set ``options.quick_streaming_tokens`` to keep the first
-        segment short and the time to first audio low (upstream's knob)."""
+               options: RunOptions = RunOptions(), chunk: ChunkPlan | None = None, seconds: dict | None = None):
+        """Yields int16 audio chunks as soon as they exist; segments are separated by the same
+        silence as ``synthesize``.
+
+        ``chunk=None``: per-segment streaming, one chunk per segment; the concatenation equals
+        ``synthesize(...).wav`` exactly. ``options.quick_streaming_tokens`` keeps the first segment
+        short (upstream's knob).
+        ``chunk=ChunkPlan(100, 20)``: code-chunk streaming within a segment (see ``streaming.py``):
+        audio starts after ``chunk_codes`` committed codes instead of after the whole segment; the
+        codes are the non-streamed ones, the audio an approximation of it (exact with one window).
+        """
         from .audio import to_int16
 
+        secs = seconds if seconds is not None else defaultdict(float)
         sil = np.zeros(int(SAMPLE_RATE * options.interval_silence_ms / 1000.0), np.int16)
-        first = True
-        for seg in self.iter_segments(text, speaker, emotion_audio, options, False, defaultdict(float)):
-            if not first and sil.size:
-                yield sil
-            first = False
-            yield to_int16(seg.wav)
+        segments, c, conds = self._prepare(text, speaker, emotion_audio, options, secs)
+        emitted = False
+        for i, ids in enumerate(segments):
+            parts = (self._segment_chunks(i, ids, c, conds, options, chunk, secs) if chunk is not None
+                     else (seg.wav for seg in self._segment(i, ids, c, conds, options, secs)))
+            first = True
+            for wav in parts:
+                if first and emitted and sil.size:
+                    yield sil
+                first, emitted = False, True
+                if wav.size:
+                    yield to_int16(wav)
 
     def iter_segments(self, text, speaker, emotion_audio, options: RunOptions, progress: bool, secs: dict):
+        segments, c, conds = self._prepare(text, speaker, emotion_audio, options, secs)
+        from tqdm import tqdm
+
+        for i, ids in enumerate(tqdm(segments, desc="segments", unit="seg", disable=not progress)):
+            yield from self._segment(i, ids, c, conds, options, secs)
+
+    def _prepare(self, text, speaker, emotion_audio, options: RunOptions, secs: dict):
+        """Text segments, the speaker's conditioning and the GPT conditioning rows (emotion mixed in)."""
         t0 = time.perf_counter()
         segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
                                     options.quick_streaming_tokens)
@@ -316,29 +401,79 @@ class OnnxPipeline:
         lat = self.run("speaker_conditioning", {"T50": c.spk.shape[1]}, semantic_features=c.spk)["latents"]
         conds = np.concatenate([lat + emovec[:, None, :], self.host["speed_rows"][None]], axis=1).astype(np.float32)
         secs["conditioning"] += time.perf_counter() - t0
-        from tqdm import tqdm
+        return segments, c, conds
 
-        for i, ids in enumerate(tqdm(segments, desc="segments", unit="seg", disable=not progress)):
-            text_ids = np.asarray(ids, np.int64)
-            text_ids = text_ids[(text_ids != 0) & (text_ids != 1)]
-            text_arr = np.concatenate([[0], text_ids, [1]]).astype(np.int64)[None]
-            opts = options.sampling if options.sampling.seed is not None else options.sampling.replace(seed=options.seed + i)
+    @staticmethod
+    def _texts(ids) -> tuple[np.ndarray, np.ndarray]:
+        """The prefill strips ids 0/1 before adding its own; the latent pass does not (upstream)."""
+        ids = np.asarray(ids, np.int64)
+        stripped = ids[(ids != 0) & (ids != 1)]
+        return (np.concatenate([[0], stripped, [1]]).astype(np.int64)[None],
+                np.concatenate([[0], ids, [1]]).astype(np.int64)[None])
+
+    def _sampling(self, options: RunOptions, i: int) -> SamplingOptions:
+        return options.sampling if options.sampling.seed is not None else options.sampling.replace(seed=options.seed + i)
+
+    def _segment(self, i, ids, c: Conditioning, conds, options: RunOptions, secs: dict):
+        text_gen, text_lat = self._texts(ids)
+        t0 = time.perf_counter()
+        codes, hit = self.generate(conds, text_gen, self._sampling(options, i))
+        secs["gpt_generate"] += time.perf_counter() - t0
+        if len(codes) == 0:
+            log.warning("segment %d: the GPT stopped before any code; skipping it", i)
+            return
+        t0 = time.perf_counter()
+        latent = self.latents(conds, text_lat, codes)
+        secs["gpt_latents"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mel = self.s2mel(latent, codes, c, options.diffusion_steps, options.cfg_rate, options.seed + 1000 + i)
+        secs["s2mel"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        wav = self.vocode(mel)
+        secs["bigvgan"] += time.perf_counter() - t0
+        yield Segment(codes, hit, mel, wav)
+
+    def _segment_chunks(self, i, ids, c: Conditioning, conds, options: RunOptions, plan: ChunkPlan, secs: dict):
+        """Float audio pieces of one segment, synthesized window by window while codes are generated."""
+        text_gen, text_lat = self._texts(ids)
+        fader, hop = Crossfader(), self.cfg.hop_length
+        done = 0  # codes already synthesized; windows are fixed multiples of chunk_codes, so the
+        # audio depends only on the final codes, never on when the beams happened to agree
+
+        def window(codes: np.ndarray, start: int, end: int) -> np.ndarray:
+            a, e = plan.window(start, end)
+            f0, f1 = plan.frames(a, e)
             t0 = time.perf_counter()
-            codes, hit = self.generate(conds, text_arr, opts)
-            secs["gpt_generate"] += time.perf_counter() - t0
-            if len(codes) == 0:
-                log.warning("segment %d: the GPT stopped before any code; skipping it", i)
-                continue
-            t0 = time.perf_counter()
-            latent = self.latents(conds, np.concatenate([[0], np.asarray(ids, np.int64), [1]])[None], codes)
+            lat = self.latents(conds, text_lat, codes[:e])[:, a:e]
             secs["gpt_latents"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            mel = self.s2mel(latent, codes, c, options.diffusion_steps, options.cfg_rate, options.seed + 1000 + i)
+            mel = self.s2mel(lat, codes[a:e], c, options.diffusion_steps, options.cfg_rate, options.seed + 1000 + i,
+                             frame_offset=f0, frames=f1 - f0)
             secs["s2mel"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             wav = self.vocode(mel)
             secs["bigvgan"] += time.perf_counter() - t0
-            yield Segment(codes, hit, mel, wav)
+            return wav
+
+        t0 = time.perf_counter()
+        for search in self.generate_steps(conds, text_gen, self._sampling(options, i)):
+            if search.done:
+                break
+            while search.committed_length() - done >= plan.chunk_codes:
+                secs["gpt_generate"] += time.perf_counter() - t0
+                end = done + plan.chunk_codes
+                yield fader.push(window(search.committed(), done, end), plan.held_back(end, hop))
+                done += plan.chunk_codes
+                t0 = time.perf_counter()
+        codes = search.finalize()
+        secs["gpt_generate"] += time.perf_counter() - t0
+        if len(codes) == 0:
+            log.warning("segment %d: the GPT stopped before any code; skipping it", i)
+            return
+        if done < len(codes):
+            yield fader.push(window(codes, done, len(codes)), 0)
+        yield fader.flush()
 
 
-__all__ = ["OnnxPipeline", "RunOptions", "Result", "EngineError", "BackendError", "cfm_noise", "nearest_index"]
+__all__ = ["OnnxPipeline", "RunOptions", "Result", "EngineError", "BackendError", "cfm_noise", "nearest_index", "ChunkPlan",
+           "choose_backend"]

@@ -89,3 +89,18 @@ class OrtStage:
     def ortvalue(self, array: np.ndarray):
         """Wrap a numpy array as an OrtValue sharing its memory (CPU), for in-place binding."""
         return self._ort.OrtValue.ortvalue_from_numpy(array)
+
+    def new_cache(self, host: np.ndarray) -> OrtKVCache:
+        return OrtKVCache(host, self.ortvalue(host))
+
+
+class OrtKVCache:
+    """The decode cache as one host array that the graph updates in place (``kv_out`` aliases
+    ``kv``). ``bound`` is what ``OrtStage.run`` takes."""
+
+    def __init__(self, array: np.ndarray, value):
+        self.array, self.bound = array, {"kv": value}
+
+    def reorder(self, rows: np.ndarray, src: np.ndarray) -> None:
+        """Beam row ``rows[i]`` becomes a copy of row ``src[i]``; only those rows are copied."""
+        self.array[:, :, rows] = self.array[:, :, src]

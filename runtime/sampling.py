@@ -36,6 +36,9 @@ class SamplingOptions:
     repetition_penalty: float = 10.0
     length_penalty: float = 0.0
     max_new_tokens: int = 1500
+    # HF's min_new_tokens: the stop code is banned until this many codes exist. Upstream leaves it
+    # at 0; benchmarks set min = max so random weights generate exactly the codes real ones would.
+    min_new_tokens: int = 0
     seed: int | None = None
 
     def validated(self) -> SamplingOptions:
@@ -46,6 +49,7 @@ class SamplingOptions:
             (self.temperature > 0.0, "temperature", "must be > 0"),
             (self.repetition_penalty > 0.0, "repetition_penalty", "must be > 0"),
             (self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1"),
+            (0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "must be in [0, max_new_tokens]"),
         ]
         for ok, name, msg in checks:
             if not ok:
@@ -113,10 +117,13 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def process_scores(logits: np.ndarray, seen: np.ndarray, opts: SamplingOptions) -> np.ndarray:
-    """log_softmax → repetition penalty → (sampling only) temperature, top-k, top-p."""
+def process_scores(logits: np.ndarray, seen: np.ndarray, opts: SamplingOptions, ban: int | None = None) -> np.ndarray:
+    """log_softmax → repetition penalty → min-length ban of ``ban`` (HF's processors, in order) →
+    (sampling only) the warpers temperature, top-k, top-p."""
     scores = log_softmax(logits)
     scores = apply_repetition_penalty(scores, seen, opts.repetition_penalty)
+    if ban is not None:
+        scores[:, ban] = NEG_INF
     if opts.do_sample:
         min_keep = 2 if opts.num_beams > 1 else 1
         if opts.temperature != 1.0:
@@ -191,6 +198,7 @@ class BeamSearch:
         self._scorer_done = False
         self._hit_stop = False
         self._steps = 0
+        self._committed = 0
 
     @property
     def num_beams(self) -> int:
@@ -207,7 +215,8 @@ class BeamSearch:
         logits = np.asarray(logits, dtype=np.float32)
         if logits.shape != (nb, V):
             raise ValueError(f"sampler: logits must be ({nb}, {V}), got {logits.shape}")
-        processed = process_scores(logits, self.seen, self.opts)
+        early = len(self.sequences[0]) < self.opts.min_new_tokens
+        processed = process_scores(logits, self.seen, self.opts, self.stop_token if early else None)
         if self.suppress.size:
             processed[:, self.suppress] = NEG_INF
         scores = (processed + self.beam_scores[:, None]).reshape(-1)  # (nb*V,)
@@ -261,6 +270,21 @@ class BeamSearch:
             keys = np.where(finite, keys, -1e300 + scores.astype(np.float64) * 0)
         part = np.argpartition(-keys, k - 1)[:k]
         return part[np.argsort(-keys[part], kind="stable")]
+
+    def committed_length(self) -> int:
+        """How many leading codes are final already: the common prefix of every live beam and every
+        kept finished hypothesis. The answer is one of those or a descendant of a live beam, so
+        this prefix never changes again; it only grows (new hypotheses are copies of live beams,
+        new beams extend live ones), hence the incremental scan."""
+        seqs = self.sequences + [h[1] for h in self.hyps.beams]
+        c = self._committed
+        while all(len(q) > c for q in seqs) and all(q[c] == seqs[0][c] for q in seqs):
+            c += 1
+        self._committed = c
+        return c
+
+    def committed(self) -> np.ndarray:
+        return np.asarray(self.sequences[0][: self.committed_length()], dtype=np.int64)
 
     def finalize(self) -> np.ndarray:
         """The best hypothesis' codes (the stop token is not included)."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write
 
 FORMAT = 1
 CONDITIONING_STAGES = ("semantic_encoder", "semantic_codec", "campplus", "length_regulator")
@@ -38,17 +38,6 @@ def _paths(voices_dir: Path, name: str) -> tuple[Path, Path]:
     return voices_dir / f"{name}.safetensors", voices_dir / f"{name}.json"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_voice(voices_dir: str | Path, name: str, tensors: dict[str, np.ndarray], fingerprint: str,
                source: str) -> Path:
     from safetensors.numpy import save_file
@@ -56,10 +45,10 @@ def save_voice(voices_dir: str | Path, name: str, tensors: dict[str, np.ndarray]
     voices_dir = Path(voices_dir)
     voices_dir.mkdir(parents=True, exist_ok=True)
     st, meta = _paths(voices_dir, name)
-    _atomic_write(st, lambda p: save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, p))
+    atomic_write(st, lambda p: save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, p))
     info = {"format": FORMAT, "engines": fingerprint, "source": source, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "shapes": {k: list(v.shape) for k, v in tensors.items()}}
-    _atomic_write(meta, lambda p: Path(p).write_text(json.dumps(info, indent=2)))
+    atomic_write(meta, lambda p: Path(p).write_text(json.dumps(info, indent=2)))
     return st
 
 

@@ -43,3 +43,20 @@ def prompt_wav(tmp_path_factory):
     p = tmp_path_factory.mktemp("audio") / "prompt.wav"
     sf.write(p, synth_voice_prompt(2.5, 22050, seed=3), 22050)
     return p
+
+
+@pytest.fixture(scope="session")
+def engine_dir(tiny_ckpt, tmp_path_factory):
+    """Tiny checkpoints exported to ONNX behind the parity gate (export point only, ≈1 min)."""
+    from indextts_trt.export.build import build
+
+    out = tmp_path_factory.mktemp("rt_engines")
+    assert build(tiny_ckpt, out, points=("opt",), progress=False).ok
+    return out
+
+
+@pytest.fixture(scope="session")
+def ort_pipe(engine_dir):
+    from indextts_trt.runtime.engine import OnnxPipeline
+
+    return OnnxPipeline(engine_dir, threads=2)

@@ -18,20 +18,6 @@ TEXT = "Hello there. This is a test of the toolchain."
 
 
 @pytest.fixture(scope="module")
-def engine_dir(tiny_ckpt, tmp_path_factory):
-    from indextts_trt.export.build import build
-
-    out = tmp_path_factory.mktemp("rt_engines")
-    assert build(tiny_ckpt, out, points=("opt",), progress=False).ok
-    return out
-
-
-@pytest.fixture(scope="module")
-def ort_pipe(engine_dir):
-    return OnnxPipeline(engine_dir, threads=2)
-
-
-@pytest.fixture(scope="module")
 def ref_pipe(tiny_ckpt):
     from indextts_trt.reference.pipeline import ReferencePipeline
 

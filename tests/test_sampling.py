@@ -131,6 +131,23 @@ def test_max_new_tokens_cap_and_no_stop():
     assert len(codes) == 9 and not bs.hit_stop and 6 not in codes.tolist()
 
 
+@pytest.mark.parametrize("opts", [SamplingOptions.greedy(max_new_tokens=20), SamplingOptions(seed=1, max_new_tokens=20)])
+def test_min_new_tokens_bans_the_stop_code_until_reached(opts):
+    def fn(step, hist):  # the stop code is by far the likeliest at every step
+        lg = np.zeros((len(hist), 7), np.float32)
+        lg[:, 6] = 20.0
+        return lg
+
+    codes, bs = _run(opts, fn)
+    assert len(codes) == 0 and bs.hit_stop
+    codes, bs = _run(opts.replace(min_new_tokens=7), fn)
+    assert len(codes) == 7 and bs.hit_stop and 6 not in codes.tolist()
+    codes, bs = _run(opts.replace(min_new_tokens=20), fn)  # min = max: exactly max codes
+    assert len(codes) == 20 and not bs.hit_stop
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        opts.replace(min_new_tokens=21).validated()
+
+
 def test_bad_options_name_the_field():
     with pytest.raises(ValueError, match="top_p"):
         SamplingOptions(top_p=0.0).validated()

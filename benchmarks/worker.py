@@ -1,0 +1,219 @@
+"""One backend, one process: runs the fixed work and prints its measurements as JSON.
+
+A process per backend keeps each one's peak memory its own and keeps torch out of the ONNX
+Runtime measurement. ``python -m indextts_trt.benchmarks.worker ARGS.json OUT.json``.
+
+Finer stages than the pipelines report are timed by wrapping the calls they make: the GPT prefill
+and decode steps inside generation (not the latent pass), and each DiT (CFM estimator) call.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .workload import Workload
+
+
+class Timers:
+    def __init__(self):
+        self.s: dict[str, float] = defaultdict(float)
+        self.n: dict[str, int] = defaultdict(int)
+        self.phase = ""
+
+    def wrap(self, fn, name_of):
+        def timed(*a, **kw):
+            name = name_of(a, kw)
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                if name:
+                    self.s[name] += time.perf_counter() - t0
+                    self.n[name] += 1
+        return timed
+
+    @contextmanager
+    def during(self, phase: str):
+        old, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = old
+
+    def reset(self):
+        self.s.clear()
+        self.n.clear()
+
+
+def _ort(args: dict, work: Workload, prompt: Path) -> dict:
+    from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
+    from indextts_trt.runtime.streaming import ChunkPlan
+
+    t0 = time.perf_counter()
+    pipe = OnnxPipeline(args["engine_dir"], providers=args.get("providers"), threads=work.threads or None)
+    from indextts_trt.runtime.stages import STAGE_ORDER
+
+    for name in STAGE_ORDER:  # sessions are created lazily; load them all here, inside the load time
+        pipe.stage(name)
+    load = time.perf_counter() - t0
+    tm = Timers()
+    gen = pipe.generate_steps
+    pipe.generate_steps = lambda *a, **k: _in_phase(tm, "generate", gen(*a, **k))
+    pipe.prefill = tm.wrap(pipe.prefill, lambda a, k: "gpt_prefill" if tm.phase == "generate" else "")
+    dec, dit = pipe.stage("gpt_decode"), pipe.stage("dit_step")
+    dec.run = tm.wrap(dec.run, lambda a, k: "gpt_decode_step")
+    dit.run = tm.wrap(dit.run, lambda a, k: "dit_step")
+
+    def once(text, codes, seed):
+        opts = RunOptions(sampling=work.sampling(codes), diffusion_steps=work.diffusion_steps,
+                          cfg_rate=work.cfg_rate, seed=seed)
+        r = pipe.synthesize(text, prompt, options=opts)
+        return r.seconds, r.duration, [len(s.codes) for s in r.segments]
+
+    def ttfa(text, codes, seed):
+        opts = RunOptions(sampling=work.sampling(codes), diffusion_steps=work.diffusion_steps,
+                          cfg_rate=work.cfg_rate, seed=seed)
+        t = time.perf_counter()
+        it = pipe.stream(text, prompt, options=opts, chunk=ChunkPlan(*work.stream_chunk))
+        next(it)
+        first = time.perf_counter() - t
+        it.close()  # the rest of the segment is not needed for this figure
+        return first
+
+    providers = sorted({s.provider for s in pipe._stages.values()})
+    return _measure(work, once, ttfa, tm, load, {"providers": providers})
+
+
+def _in_phase(tm: Timers, phase: str, gen):
+    with tm.during(phase):
+        yield from gen
+
+
+def _torch(args: dict, work: Workload, prompt: Path) -> dict:
+    import torch
+
+    from indextts_trt.reference import pipeline as P
+
+    torch.set_num_threads(work.threads or torch.get_num_threads())
+    t0 = time.perf_counter()
+    pipe = P.ReferencePipeline(args["checkpoints"])
+    load = time.perf_counter() - t0
+    tm = Timers()
+    gen_codes = P.generate_codes
+
+    def generate(*a, **k):
+        with tm.during("generate"):
+            return gen_codes(*a, **k)
+
+    P.generate_codes = generate
+    gpt = pipe.gpt
+    gpt.run_gpt = tm.wrap(gpt.run_gpt, lambda a, k: "" if tm.phase != "generate" else
+                          ("gpt_decode_step" if (len(a) > 1 and a[1] is not None) or k.get("past") is not None
+                           else "gpt_prefill"))
+    est = pipe.s2mel.estimator
+    est.forward = tm.wrap(est.forward, lambda a, k: "dit_step")
+
+    def once(text, codes, seed):
+        opts = P.SynthesisOptions(sampling=work.sampling(codes), diffusion_steps=work.diffusion_steps,
+                                  cfg_rate=work.cfg_rate, seed=seed)
+        r = pipe.synthesize(text, prompt, options=opts)
+        return r.seconds, r.duration, [len(s.codes) for s in r.segments]
+
+    out = _measure(work, once, None, tm, load, {"torch": torch.__version__, "torch_threads": torch.get_num_threads()})
+    out["costs"] = _costs(pipe, work)
+    return out
+
+
+def _costs(pipe, work: Workload) -> dict:
+    """What each unit of work must move or compute, for the physical-limit fractions: bytes a GPT
+    decode step reads (every weight it multiplies with, plus the KV cache), matmul/conv FLOPs of a
+    DiT step (the CFG batch of 2) and of BigVGAN per second of audio (torch's FLOP counter)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from indextts_trt.runtime.config import target_mel_length
+
+    cfg, gpt = pipe.cfg, pipe.gpt
+    weights = sum(p.numel() * p.element_size() for m in (gpt.gpt, gpt.final_norm, gpt.mel_head)
+                  for name, p in m.named_parameters() if not isinstance(_owner(m, name), torch.nn.Embedding))
+    g = cfg.gpt
+    kv_per_pos = 2 * g.layers * g.model_dim * 4 * work.num_beams  # fp32 keys and values, all beams
+    spk = pipe.speaker(work.extra["prompt_path"])
+    t_ref = spk.ref_mel.shape[-1]
+    dit = {}
+    for t in work.texts:
+        T = t_ref + target_mel_length(t.codes)
+        x = torch.randn(2, cfg.n_mels, T)
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            pipe.s2mel.estimator(x, x, torch.full((2,), T), torch.rand(2), torch.randn(2, spk.style.shape[-1]),
+                                 torch.randn(2, T, spk.prompt_condition.shape[-1]))
+        dit[t.name] = fc.get_total_flops()
+    frames = 86  # ≈ 1 s of audio at 22050 / 256
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        pipe.bigvgan(torch.randn(1, cfg.n_mels, frames))
+    bigvgan_per_s = fc.get_total_flops() / (frames * cfg.hop_length / 22050)
+    from indextts_trt.runtime.text import text_to_segments
+
+    positions = {}
+    for t in work.texts:  # cache length while decoding: conds + speed rows, text with bounds, start, codes
+        ids = [i for i in text_to_segments(t.text, pipe.normalizer, pipe.tokenizer, 120, 0)[0] if i not in (0, 1)]
+        positions[t.name] = (g.condition_num_latent + 2) + (len(ids) + 2) + 1 + t.codes / 2
+    return {"gpt_step_weight_bytes": int(weights), "kv_bytes_per_position": int(kv_per_pos),
+            "gpt_mean_cache_positions": positions,
+            "dit_step_flops": dit, "bigvgan_flops_per_audio_second": bigvgan_per_s, "prompt_mel_frames": t_ref}
+
+
+def _owner(module, param_name: str):
+    path = param_name.split(".")[:-1]
+    for p in path:
+        module = getattr(module, p)
+    return module
+
+
+def _measure(work: Workload, once, ttfa, tm: Timers, load: float, info: dict) -> dict:
+    texts = work.texts
+    for _ in range(work.warmup):  # sessions, allocator, cached prompt conditioning
+        once(texts[0].text, texts[0].codes, work.seed)
+    rows = {}
+    for t in texts:
+        runs = []
+        for r in range(work.runs):
+            tm.reset()
+            t0 = time.perf_counter()
+            secs, dur, codes = once(t.text, t.codes, work.seed + r)
+            total = time.perf_counter() - t0
+            if codes != [t.codes]:
+                raise RuntimeError(f"text {t.name}: expected one segment of {t.codes} codes, got {codes}; the fixed "
+                                   f"work is broken (segmenting or min/max codes)")
+            runs.append({"total": total, "audio_seconds": dur, "codes": codes[0], **secs,
+                         **{k: v for k, v in tm.s.items()}, **{f"{k}_calls": v for k, v in tm.n.items()}})
+        rows[t.name] = runs
+    out = {"load_seconds": load, "runs": rows, **info}
+    if ttfa is not None:
+        t = max(texts, key=lambda x: x.codes)
+        out["ttfa"] = {"text": t.name, "chunk": list(work.stream_chunk),
+                       "seconds": [ttfa(t.text, t.codes, work.seed + r) for r in range(work.runs)]}
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def main(argv: list[str]) -> None:
+    args = json.loads(Path(argv[0]).read_text())
+    work = Workload.from_json(args["workload"])
+    prompt = Path(work.extra["prompt_path"])
+    fn = {"ort": _ort, "torch": _torch}[args["backend"]]
+    res = fn(args, work, prompt)
+    res["numpy"] = np.__version__
+    Path(argv[1]).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,112 @@
+"""After the ONNX graphs: precision analysis → build plan → TensorRT engines → parity vs ONNX Runtime.
+
+The first two steps are plain code and run everywhere; they are written to the engines directory
+(``precision_<p>.json`` / ``precision_report.md``, ``trt_plan.json``) before TensorRT is even
+imported, so a machine without TensorRT still gets the full plan and a clear statement that no
+engine was built and why.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import load_manifest, save_manifest
+from .trt_plan import PLAN_FILE, make_plan, write_plan
+
+
+def precision_analysis(checkpoints, out: Path, precision: str, stages: list[str], progress: bool, log) -> dict:
+    """stage -> analysis JSON, reusing a stored result whose graph (sha256) is unchanged."""
+    from indextts_trt.runtime.stages import stage_specs
+
+    from .precision import analyze_stage, markdown
+    from .sources import SOURCES, ReferenceModels, adapter_for
+
+    manifest = load_manifest(out)
+    path = out / f"precision_{precision}.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    models = ReferenceModels(checkpoints)
+    specs = stage_specs(models.cfg)
+    results = {}
+    from tqdm import tqdm
+
+    for name in tqdm(stages, desc=f"{precision} analysis", unit="stage", disable=not progress):
+        sha = manifest["stages"][name]["files"][manifest["stages"][name]["onnx"]]
+        if name in stored and stored[name].get("onnx_sha256") == sha:
+            results[name] = stored[name]
+            continue
+        r = analyze_stage(adapter_for(models, name), specs[name], precision)
+        results[name] = {**r.to_json(), "onnx_sha256": sha}
+        later = stages[stages.index(name) + 1:]
+        if all(SOURCES[s].model != SOURCES[name].model for s in later):
+            models.release(SOURCES[name].model)  # full size: GBs per model
+        path.write_text(json.dumps({**stored, **results}, indent=1))
+    from .precision import StagePrecision
+
+    objs = [StagePrecision(**{k: v for k, v in results[n].items() if k != "onnx_sha256"}) for n in stages]
+    (out / "precision_report.md").write_text(markdown(objs, f"{precision} safety analysis ({out})"))
+    log(f"{precision} analysis: {sum(not o.passed_without for o in objs)} of {len(objs)} stages need fp32 islands; "
+        f"report: {out / 'precision_report.md'}")
+    return results
+
+
+def plan_engines(checkpoints, out: Path, precision: str, progress: bool = True, log=print) -> dict:
+    from indextts_trt.runtime.config import load_config
+    from indextts_trt.runtime.stages import stage_specs
+
+    manifest = load_manifest(out)
+    specs = stage_specs(load_config(out / "config.yaml"))
+    analysis = None
+    if precision != "fp32":
+        analysis = precision_analysis(checkpoints, out, precision, list(manifest["stages"]), progress, log)
+    plan = make_plan(out, manifest, specs, precision, analysis)
+    write_plan(out, plan)
+    log(f"TensorRT build plan: {out / PLAN_FILE} ({len(plan['stages'])} stages, {precision})")
+    return plan
+
+
+def build_and_check(out: Path, plan: dict, stages: list[str] | None, force: bool, log=print) -> list[str]:
+    """Build the planned engines (TensorRT required) and gate each on parity with ONNX Runtime at
+    every profile's opt shape, with the spec's tolerance for the engine's precision. A failing
+    engine is removed and fails the build."""
+    from indextts_trt.runtime.ort_backend import OrtStage
+    from indextts_trt.runtime.stages import stage_specs
+    from indextts_trt.runtime.config import load_config
+    from indextts_trt.runtime.trt_backend import TrtStage
+
+    from .parity import judge
+    from .sources import SOURCES
+    from .trt_build import build_engines
+
+    manifest = load_manifest(out)
+    built = build_engines(out, plan, manifest, stages, force, log)
+    save_manifest(out, manifest)
+    specs = stage_specs(load_config(out / "config.yaml"))
+    failed = []
+    for name in built:
+        spec, entry = specs[name], manifest["stages"][name]
+        trt_stage = TrtStage(out / entry["trt"]["engine"], spec, plan["stages"][name])
+        ort_stage = OrtStage(out / entry["onnx"], spec)
+        checks = []
+        for prof in trt_stage.profiles:
+            sizes = spec.resolve({d: v[1] for d, v in prof.dims.items()})
+            feed = SOURCES[name].sampler(spec, sizes, np.random.default_rng(7))
+            ref, got = ort_stage.run(feed), trt_stage.run(feed)
+            for t in spec.outputs:
+                ok, err, measure, limit = judge(ref[t.name], got[t.name], spec.tolerance(t.name, entry["trt"]["precision"]))
+                checks.append({"profile": prof.name, "output": t.name, "max_abs_err": err, "measure": measure,
+                               "limit": limit, "passed": ok})
+        entry["trt"]["parity"] = {"vs": "onnxruntime CPU", "checks": checks, "passed": all(c["passed"] for c in checks)}
+        if not entry["trt"]["parity"]["passed"]:
+            failed.append(name)
+            (out / entry["trt"]["engine"]).unlink(missing_ok=True)
+            entry["trt"] = None
+        save_manifest(out, manifest)
+    if failed:
+        raise RuntimeError(f"TensorRT parity failed for {', '.join(failed)} (engines removed); see the manifest")
+    return built
+
+
+__all__ = ["precision_analysis", "plan_engines", "build_and_check"]

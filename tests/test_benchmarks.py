@@ -1,0 +1,67 @@
+"""The benchmark's --quick mode: the report is produced and well formed (timings are not judged)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from indextts_trt.benchmarks.report import STAGES
+from indextts_trt.benchmarks.run import bench
+from indextts_trt.benchmarks.workload import QUICK_TEXTS, Workload
+
+
+@pytest.fixture(scope="module")
+def quick_doc(tiny_ckpt, engine_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    work = replace(Workload(runs=2, warmup=1, threads=2), texts=QUICK_TEXTS, diffusion_steps=3, stream_chunk=(8, 2))
+    doc = bench(tiny_ckpt, engine_dir, out, "cpu-quick", work, ("torch", "ort"), quick=True, log=lambda m: None)
+    return out, doc
+
+
+def test_report_files_are_written_and_consistent(quick_doc):
+    out, doc = quick_doc
+    on_disk = json.loads((out / "cpu-quick.json").read_text())
+    assert on_disk["summary"] == doc["summary"] and on_disk["workload"]["runs"] == 2
+    assert {"machine", "versions", "manifest_sha256", "limits", "raw", "workload"} <= set(on_disk)
+    assert len(on_disk["manifest_sha256"]) == 64
+    md = (out / "cpu-quick.md").read_text()
+    for t in QUICK_TEXTS:
+        assert f"| {t.name} | {t.codes} | PyTorch reference (eager fp32) |" in md
+        assert f"| {t.name} | {t.codes} | ONNX Runtime |" in md
+    assert "fixed number of codes per text" in md and "not TensorRT" in md
+    png = out / "cpu-quick.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_follow_the_fixed_work(quick_doc):
+    _, doc = quick_doc
+    s, w = doc["summary"], doc["workload"]
+    for backend in ("torch", "ort"):
+        for t in QUICK_TEXTS:
+            r = s[backend]["texts"][t.name]
+            assert r["codes"] == t.codes
+            f = r["figures"]
+            # the last sampled code needs no decode step: codes - 1 steps of the 3-beam cache
+            assert f["gpt_decode_steps"] == t.codes - 1
+            assert f["dit_ms_per_step"] > 0 and f["gpt_decode_ms_per_step"] > 0 and f["rtf"] > 0
+            assert 0 < f["fraction_gpt_decode"] and 0 < f["fraction_dit"] and 0 < f["fraction_bigvgan"]
+            assert all(r["stages"][k]["p90"] >= r["stages"][k]["median"] >= 0 for k in (*STAGES, "total"))
+            assert r["speedup_vs_reference"]["total"] > 0
+        raw_runs = doc["raw"][backend]["runs"][QUICK_TEXTS[0].name]
+        assert len(raw_runs) == w["runs"] and all(run["dit_step_calls"] == w["diffusion_steps"] for run in raw_runs)
+    assert s["torch"]["texts"][QUICK_TEXTS[0].name]["speedup_vs_reference"]["total"] == pytest.approx(1.0)
+    assert len(s["ort"]["ttfa"]["seconds"]) == w["runs"] and s["ort"]["ttfa"]["chunk"] == [8, 2]
+    costs = doc["raw"]["torch"]["costs"]
+    assert costs["gpt_step_weight_bytes"] > 0 and all(v > 0 for v in costs["dit_step_flops"].values())
+
+
+def test_cli_rejects_unknown_backend(tmp_path):
+    from typer.testing import CliRunner
+
+    from indextts_trt.export.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "--quick", "--backend", "tensorflow", "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "choose from torch, ort" in r.output
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,215 @@
+"""The TensorRT layer's plain-code half: profiles, precision plan, islands → nodes, cache keys,
+engine compatibility, buffer plans, backend choice, and `build --precision fp16` without TensorRT.
+The TensorRT-only tests at the end skip with a reason where TensorRT or a GPU is missing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from indextts_trt.export.trt_plan import (
+    StagePlan,
+    engine_compat_error,
+    island_nodes,
+    make_plan,
+    profiles_for,
+    select_profile,
+)
+from indextts_trt.runtime.buffers import plan_buffers, total_bytes
+from indextts_trt.runtime.stages import STAGE_ORDER, stage_specs
+
+
+def test_profiles_cover_every_input_and_split_long_ranges(full_cfg, tiny_cfg):
+    specs = stage_specs(full_cfg)
+    for name, spec in specs.items():
+        profs = profiles_for(spec)
+        for p in profs:
+            assert set(p.shapes) == {t.name for t in spec.inputs}
+            for t in spec.inputs:
+                lo, opt, hi = (p.shapes[t.name][k] for k in ("min", "opt", "max"))
+                assert len(lo) == len(t.shape) and all(a <= b <= c for a, b, c in zip(lo, opt, hi)), (name, t.name)
+        # together the profiles cover the spec's whole range
+        for d in spec.free_dims:
+            assert min(p.dims[d.name][0] for p in profs) == d.min and max(p.dims[d.name][2] for p in profs) == d.max
+    dit = profiles_for(specs["dit_step"])
+    assert [p.name for p in dit] == ["short", "long"]
+    assert dit[0].shapes["x"]["max"] == [2, full_cfg.n_mels, 1024] and dit[1].shapes["x"]["max"][2] == 4480
+    assert select_profile(dit, {"B2": 2, "T": 600}) == 0 and select_profile(dit, {"B2": 2, "T": 2000}) == 1
+    assert select_profile(dit, {"B2": 2, "T": 1024}) == 0  # the tighter of two covering profiles
+    with pytest.raises(ValueError, match="no optimization profile covers .*5000"):
+        select_profile(dit, {"B2": 2, "T": 5000})
+    # stages without a split, or whose range does not cross the boundary, get one profile
+    assert [p.name for p in profiles_for(specs["vq2emb"])] == ["all"]
+    assert [p.name for p in profiles_for(stage_specs(tiny_cfg)["gpt_decode"])] == ["all"]
+
+
+def _analysis(manifest, precision, islands=None):
+    islands = islands or {}
+    return {n: {"precision": precision, "islands": islands.get(n, []), "groups": ["norms"] if islands.get(n) else [],
+                "note": ""} for n in manifest["stages"]}
+
+
+def test_plan_fp32_and_cache_keys(engine_dir, tiny_cfg):
+    from indextts_trt.export.manifest import load_manifest
+
+    man = load_manifest(engine_dir)
+    plan = make_plan(engine_dir, man, stage_specs(tiny_cfg), "fp32")
+    assert set(plan["stages"]) == set(STAGE_ORDER)
+    sp = StagePlan.from_json(json.loads(json.dumps(plan["stages"]["dit_step"])))  # JSON round trip
+    assert sp.precision == "fp32" and not sp.fp32_nodes and sp.engine == "dit_step.fp32.engine"
+    k = sp.cache_key("10.1.0", "9.0")
+    assert k == sp.cache_key("10.1.0", "9.0")
+    changed = [sp.cache_key("10.2.0", "9.0"), sp.cache_key("10.1.0", "8.9"),
+               StagePlan(**{**sp.__dict__, "precision": "fp16"}).cache_key("10.1.0", "9.0"),
+               StagePlan(**{**sp.__dict__, "fp32_nodes": ["node_x"]}).cache_key("10.1.0", "9.0"),
+               StagePlan(**{**sp.__dict__, "workspace_bytes": 1}).cache_key("10.1.0", "9.0"),
+               StagePlan(**{**sp.__dict__, "onnx_sha256": "0" * 64}).cache_key("10.1.0", "9.0")]
+    assert k not in changed and len(set(changed)) == len(changed)
+    with pytest.raises(ValueError, match="precision 'int8'"):
+        make_plan(engine_dir, man, stage_specs(tiny_cfg), "int8")
+
+
+def test_plan_fp16_applies_the_analysis(engine_dir, tiny_cfg):
+    from indextts_trt.export.manifest import load_manifest
+
+    man, specs = load_manifest(engine_dir), stage_specs(tiny_cfg)
+    with pytest.raises(ValueError, match="no fp16 analysis"):
+        make_plan(engine_dir, man, specs, "fp16")
+    with pytest.raises(ValueError, match="analysis is for bf16"):
+        make_plan(engine_dir, man, specs, "fp16", _analysis(man, "bf16"))
+    isl = {"dit_step": ["est.transformer.layers.0.ffn_norm"], "semantic_codec": [""]}
+    plan = make_plan(engine_dir, man, specs, "fp16", _analysis(man, "fp16", isl))
+    dit = plan["stages"]["dit_step"]
+    assert dit["precision"] == "fp16" and dit["fp32_nodes"]
+    assert plan["stages"]["semantic_codec"]["precision"] == "fp32"  # whole stage kept fp32
+    assert plan["stages"]["gpt_layer"]["precision"] == "fp16" and not plan["stages"]["gpt_layer"]["fp32_nodes"]
+    with pytest.raises(ValueError, match="match no node"):
+        make_plan(engine_dir, man, specs, "fp16", _analysis(man, "fp16", {"dit_step": ["no.such.module"]}))
+
+
+def test_island_nodes_follow_the_module_scopes(engine_dir):
+    import onnx
+
+    path = engine_dir / "dit_step.onnx"
+    nodes = island_nodes(path, ["est.transformer.layers.0.ffn_norm"])
+    g = onnx.load(str(path), load_external_data=False).graph
+    scopes = {n.name: next(p.value for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes")
+              for n in g.node if any(p.key == "pkg.torch.onnx.name_scopes" for p in n.metadata_props)}
+    assert nodes and all("'est.transformer.layers.0.ffn_norm'" in scopes[n] for n in nodes)
+    assert not any("layers.1" in scopes[n] for n in nodes)
+    assert len(island_nodes(path, [""])) == len(g.node) and island_nodes(path, []) == []
+
+
+def test_engine_compatibility_messages():
+    assert engine_compat_error(None, "10.1.0", "H100", "9.0") == "no engine was built"
+    built = {"stage": "dit_step", "precision": "fp16", "version": "10.1.0", "gpu": "NVIDIA H100",
+             "compute_capability": "9.0"}
+    assert engine_compat_error(built, "10.1.0", "NVIDIA H100", "9.0") is None
+    msg = engine_compat_error(built, "10.3.0", "NVIDIA L4", "8.9", "engines")
+    assert "stage dit_step" in msg and "TensorRT 10.1.0 (this machine has 10.3.0)" in msg
+    assert "compute capability 9.0 (NVIDIA H100; this one is 8.9, NVIDIA L4)" in msg
+    assert "tts-export build --precision fp16 --out engines" in msg
+    assert "TensorRT" not in engine_compat_error({**built, "version": "10.3.0"}, "10.3.0", "L4", "8.9").split(
+        "built for")[1].split("Rebuild")[0]  # only what differs is named
+
+
+def test_buffer_plan_aliases_the_cache_for_ort_and_ping_pongs_for_trt(full_cfg):
+    spec = stage_specs(full_cfg)["gpt_decode"]
+    g = full_cfg.gpt
+    ort = {b.tensor: b for b in plan_buffers(spec, "ort")}
+    trt = {b.tensor: b for b in plan_buffers(spec, "trt")}
+    cap = spec.dim_map["CAP"].max
+    kv_bytes = g.layers * 2 * 8 * g.heads * cap * (g.model_dim // g.heads) * 4
+    assert ort["kv"].nbytes == kv_bytes and ort["kv_out"].nbytes == 0 and ort["kv_out"].shares_with == "kv"
+    assert trt["kv"].nbytes == trt["kv_out"].nbytes == kv_bytes
+    assert total_bytes(list(trt.values())) - total_bytes(list(ort.values())) == kv_bytes
+    # sized by the profiles when given: the short decode profile needs far less
+    short = profiles_for(spec)[0]
+    assert {b.tensor: b for b in plan_buffers(spec, "trt", [short.dims])}["kv"].nbytes < kv_bytes / 2
+    with pytest.raises(ValueError, match="unknown backend"):
+        plan_buffers(spec, "cuda")
+
+
+def test_backend_choice(engine_dir, tmp_path):
+    from indextts_trt.runtime.engine import EngineError, OnnxPipeline, choose_backend
+
+    man = json.loads((engine_dir / "manifest.json").read_text())
+    b, why = choose_backend(engine_dir, man, "auto")
+    assert b == "ort" and "no TensorRT engine for semantic_encoder" in why and "--precision fp16" in why
+    with pytest.raises(EngineError, match="no TensorRT engine"):
+        choose_backend(engine_dir, man, "trt")
+    for st in man["stages"].values():
+        st["trt"] = {"stage": "x", "engine": "x.engine", "version": "10.1.0", "gpu": "H100", "compute_capability": "9.0"}
+    b, why = choose_backend(engine_dir, man, "auto")
+    assert b == "ort" and why.startswith("TensorRT cannot run here")
+    assert OnnxPipeline(engine_dir, backend="auto").backend == "ort"
+
+
+def test_build_fp16_without_tensorrt_writes_graphs_and_plan_then_stops(tiny_ckpt, tmp_path):
+    from typer.testing import CliRunner
+
+    from indextts_trt.export.cli import app
+
+    pytest.importorskip("torch")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here: this test is about machines without it")
+    except ImportError:
+        pass
+    out = tmp_path / "eng"
+    r = CliRunner().invoke(app, ["build", "--checkpoints", str(tiny_ckpt), "--out", str(out), "--precision", "fp16",
+                                 "--points", "opt", "--stage", "gpt_layer", "--stage", "length_regulator"])
+    assert r.exit_code == 3, r.output
+    assert "NO TensorRT ENGINE WAS BUILT" in r.output and "ModuleNotFoundError" in r.output
+    assert (out / "gpt_layer.onnx").is_file() and (out / "length_regulator.onnx").is_file()
+    plan = json.loads((out / "trt_plan.json").read_text())
+    assert plan["precision"] == "fp16" and set(plan["stages"]) == {"gpt_layer", "length_regulator"}
+    analysis = json.loads((out / "precision_fp16.json").read_text())
+    assert set(analysis) == {"gpt_layer", "length_regulator"}
+    assert "| gpt_layer | fp16 |" in (out / "precision_report.md").read_text()
+    assert not list(out.glob("*.engine"))
+
+
+# ------------------------------------------------------------------ TensorRT only
+
+
+def _need_trt():
+    from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info, import_tensorrt
+
+    try:
+        import_tensorrt()
+        gpu_info()
+    except TensorRTUnavailable as e:
+        pytest.skip(f"needs TensorRT and an NVIDIA GPU: {e}")
+
+
+@pytest.mark.trt
+def test_trt_engines_build_and_match_onnxruntime(tiny_ckpt, engine_dir, tmp_path):
+    _need_trt()
+    from indextts_trt.export.engines import build_and_check, plan_engines
+
+    out = tmp_path / "eng"
+    shutil.copytree(engine_dir, out)
+    plan = plan_engines(tiny_ckpt, out, "fp16", progress=False)
+    assert len(build_and_check(out, plan, None, force=True)) == len(STAGE_ORDER)
+
+
+@pytest.mark.trt
+def test_trt_pipeline_gives_the_onnxruntime_codes(tiny_ckpt, engine_dir, tmp_path, prompt_wav):
+    _need_trt()
+    from indextts_trt.export.engines import build_and_check, plan_engines
+    from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
+    from indextts_trt.runtime.sampling import SamplingOptions
+
+    out = tmp_path / "eng32"
+    shutil.copytree(engine_dir, out)
+    build_and_check(out, plan_engines(tiny_ckpt, out, "fp32", progress=False), None, force=True)
+    opts = RunOptions(sampling=SamplingOptions.greedy(max_new_tokens=30), diffusion_steps=3)
+    a = OnnxPipeline(out, backend="ort").synthesize("Hello there.", prompt_wav, options=opts)
+    b = OnnxPipeline(out, backend="trt").synthesize("Hello there.", prompt_wav, options=opts)
+    assert [s.codes.tolist() for s in a.segments] == [s.codes.tolist() for s in b.segments]
+    d = a.wav.astype(np.float64) - b.wav
+    assert 10 * np.log10((a.wav.astype(np.float64) ** 2).sum() / max((d ** 2).sum(), 1e-30)) > 40
