@@ -60,6 +60,9 @@ class StagePrecision:
     passed_with: bool
     max_abs_activation: float
     note: str = ""
+    # every candidate group in fp32 at once: how much of the reduced-precision error the usual
+    # suspects account for, whether or not the stage needed them
+    errors_all_candidates: dict = field(default_factory=dict)
     trials: list[dict] = field(default_factory=list)
 
     @property
@@ -195,12 +198,17 @@ def analyze_stage(model: nn.Module, spec: StageSpec, precision: str = "fp16", po
         groups.append(best[1])
         ok, res = best[3], best[4]
         remaining = [c for c in remaining if c[0] != best[1]]
+    every = set(overflow)
+    for _, pred in CANDIDATES:
+        every |= {p for p, m in leaves.items() if pred(p, m)}
+    errors_all = trial(every)[1]
     note = ""
     if not ok:
         islands, groups, note = {""}, groups + ["whole stage"], "no island set passes: the whole stage stays fp32"
         ok, res = True, {k: {**v, "passed": True} for k, v in _judge_all(spec, ref, ref, precision)[1].items()}
     return StagePrecision(spec.name, precision, dict(sizes), res0, ok0, overflow, sorted(islands), groups, res, ok,
-                          max(peaks.values(), default=0.0), note, trials)
+                          max(peaks.values(), default=0.0), note=note, trials=trials,
+                          errors_all_candidates=errors_all)
 
 
 def markdown(results: list[StagePrecision], title: str) -> str:
@@ -208,7 +216,8 @@ def markdown(results: list[StagePrecision], title: str) -> str:
              "Reduced precision emulated on the PyTorch reference (weights and leaf-module outputs rounded; "
              "see export/precision.py), judged against fp32 with each stage's tolerance for that precision.", "",
              "| stage | precision | sizes | without islands: worst error (measure) | ok | overflowing modules "
-             "| fp32 islands | with islands: worst error (measure) | ok |", "|---|---|---|---|---|---|---|---|---|"]
+             "| fp32 islands | with islands: worst error (measure) | ok | every candidate group fp32 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def worst(errs):
         k = max(errs, key=lambda o: errs[o]["max_abs_err"])
@@ -219,7 +228,8 @@ def markdown(results: list[StagePrecision], title: str) -> str:
                                                           if r.islands else "none")
         lines.append(f"| {r.stage} | {r.precision} | {r.sizes} | {worst(r.errors_without)} | "
                      f"{'yes' if r.passed_without else 'no'} | {len(r.overflow)} | {isl} | {worst(r.errors_with)} | "
-                     f"{'yes' if r.passed_with else 'no'} |")
+                     f"{'yes' if r.passed_with else 'no'} | "
+                     f"{worst(r.errors_all_candidates) if r.errors_all_candidates else '–'} |")
     return "\n".join(lines) + "\n"
 
 
