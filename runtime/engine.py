@@ -108,8 +108,10 @@ def choose_backend(engine_dir: str | Path, manifest: dict, requested: str = "aut
     missing = [n for n in STAGE_ORDER if not (manifest["stages"].get(n) or {}).get("trt")]
     problem = None
     if missing:
-        problem = (f"no TensorRT engine for {', '.join(missing)} in {engine_dir}: build them with "
-                   f"`tts-export build --precision fp16 --out {engine_dir}` on the GPU machine")
+        which = "no TensorRT engines" if len(missing) == len(STAGE_ORDER) else \
+            f"no TensorRT engine for {', '.join(missing)}"
+        problem = (f"{which} in {engine_dir}: build them with `tts-export build --precision fp16 --out "
+                   f"{engine_dir}` on the GPU machine")
     else:
         from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info, import_tensorrt
         from indextts_trt.export.trt_plan import engine_compat_error

@@ -138,7 +138,10 @@ def test_backend_choice(engine_dir, tmp_path):
 
     man = json.loads((engine_dir / "manifest.json").read_text())
     b, why = choose_backend(engine_dir, man, "auto")
-    assert b == "ort" and "no TensorRT engine for semantic_encoder" in why and "--precision fp16" in why
+    assert b == "ort" and why.startswith("no TensorRT engines in") and "--precision fp16" in why
+    man["stages"]["dit_step"]["trt"] = {"engine": "dit_step.fp16.engine"}
+    assert "no TensorRT engine for semantic_encoder" in choose_backend(engine_dir, man, "auto")[1]
+    assert "dit_step" not in choose_backend(engine_dir, man, "auto")[1]
     with pytest.raises(EngineError, match="no TensorRT engine"):
         choose_backend(engine_dir, man, "trt")
     for st in man["stages"].values():
@@ -213,3 +216,16 @@ def test_trt_pipeline_gives_the_onnxruntime_codes(tiny_ckpt, engine_dir, tmp_pat
     assert [s.codes.tolist() for s in a.segments] == [s.codes.tolist() for s in b.segments]
     d = a.wav.astype(np.float64) - b.wav
     assert 10 * np.log10((a.wav.astype(np.float64) ** 2).sum() / max((d ** 2).sum(), 1e-30)) > 40
+
+
+def test_tts_run_backend_trt_refuses_with_the_rebuild_command(engine_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from indextts_trt.runtime.cli import app
+
+    out = tmp_path / "o.wav"
+    r = CliRunner().invoke(app, ["--engine-dir", str(engine_dir), "--backend", "trt", "--out", str(out)])
+    assert r.exit_code == 2 and "no TensorRT engines in" in r.output
+    assert f"tts-export build --precision fp16 --out {engine_dir}" in r.output and not out.exists()
+    bad = CliRunner().invoke(app, ["--engine-dir", str(engine_dir), "--backend", "tensorrt", "--out", str(out)])
+    assert bad.exit_code != 0 and "use auto, trt" in bad.output
