@@ -46,27 +46,24 @@ def machine() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
-    gpu = None
+    from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info
+
     try:
-        r = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=10)
-        gpu = r.stdout.strip() or None if r.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+        name, cc = gpu_info()
+        gpu = f"{name} (compute capability {cc})"
+    except TensorRTUnavailable:
+        gpu = None
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem / 2**30, "gpu": gpu,
             "platform": platform.platform(), "python": platform.python_version()}
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    import numpy as np
 
-    out = {}
-    for pkg in ("indextts-trt", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+    from indextts_trt.export.manifest import library_versions, tool_version
+
+    return {"indextts-trt": tool_version(), "numpy": np.__version__,
+            **{k: v for k, v in library_versions().items() if v and k != "python"}}
 
 
 def run_worker(backend: str, args: dict, tmp: Path, timeout: float) -> dict:
@@ -86,7 +83,7 @@ def run_worker(backend: str, args: dict, tmp: Path, timeout: float) -> dict:
 def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name: str, work: Workload,
           backends: tuple[str, ...], quick: bool, log=print, timeout: float = 3600) -> dict:
     """Everything but the CLI: returns the JSON document it wrote."""
-    from indextts_trt.runtime.audio import write_wav_int16
+    from indextts_trt.runtime.audio import SR_22K, write_wav_int16
     from indextts_trt.runtime.demo_audio import synth_voice_prompt
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_s:
@@ -109,7 +106,7 @@ def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name
             if not build(checkpoints, engine_dir, points=("opt",), progress=not quick).ok:
                 raise RuntimeError("the export's parity gate failed; no benchmark of unverified graphs")
         prompt = tmp / "prompt.wav"
-        write_wav_int16(prompt, synth_voice_prompt(work.prompt_seconds, 22050, seed=work.prompt_seed), 22050)
+        write_wav_int16(prompt, synth_voice_prompt(work.prompt_seconds, SR_22K, seed=work.prompt_seed), SR_22K)
         work = replace(work, extra={**work.extra, "prompt_path": str(prompt)})
         log(f"measuring this machine's limits ({work.threads or os.cpu_count()} threads)")
         lim = limits_mod.measure(work.threads, quick=quick)

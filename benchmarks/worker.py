@@ -135,47 +135,46 @@ def _torch(args: dict, work: Workload, prompt: Path) -> dict:
 def _costs(pipe, work: Workload) -> dict:
     """What each unit of work must move or compute, for the physical-limit fractions: bytes a GPT
     decode step reads (every weight it multiplies with, plus the KV cache), matmul/conv FLOPs of a
-    DiT step (the CFG batch of 2) and of BigVGAN per second of audio (torch's FLOP counter)."""
+    DiT step (the CFG batch of 2) and of BigVGAN per second of audio (torch's FLOP counter). Shapes
+    come from the stage specs, inputs from the stages' parity samplers, models through the same
+    adapters the exporter traces."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from indextts_trt.export.sources import SOURCES, run_reference
     from indextts_trt.runtime.config import target_mel_length
-
-    cfg, gpt = pipe.cfg, pipe.gpt
-    weights = sum(p.numel() * p.element_size() for m in (gpt.gpt, gpt.final_norm, gpt.mel_head)
-                  for name, p in m.named_parameters() if not isinstance(_owner(m, name), torch.nn.Embedding))
-    g = cfg.gpt
-    kv_per_pos = 2 * g.layers * g.model_dim * 4 * work.num_beams  # fp32 keys and values, all beams
-    spk = pipe.speaker(work.extra["prompt_path"])
-    t_ref = spk.ref_mel.shape[-1]
-    dit = {}
-    for t in work.texts:
-        T = t_ref + target_mel_length(t.codes)
-        x = torch.randn(2, cfg.n_mels, T)
-        with FlopCounterMode(display=False) as fc, torch.no_grad():
-            pipe.s2mel.estimator(x, x, torch.full((2,), T), torch.rand(2), torch.randn(2, spk.style.shape[-1]),
-                                 torch.randn(2, T, spk.prompt_condition.shape[-1]))
-        dit[t.name] = fc.get_total_flops()
-    frames = 86  # ≈ 1 s of audio at 22050 / 256
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        pipe.bigvgan(torch.randn(1, cfg.n_mels, frames))
-    bigvgan_per_s = fc.get_total_flops() / (frames * cfg.hop_length / 22050)
+    from indextts_trt.runtime.stages import stage_specs
     from indextts_trt.runtime.text import text_to_segments
 
+    cfg, gpt = pipe.cfg, pipe.gpt
+    specs = stage_specs(cfg)
+    weights = sum(p.numel() * p.element_size() for m in (gpt.gpt, gpt.final_norm, gpt.mel_head)
+                  for name, p in m.named_parameters()
+                  if not isinstance(m.get_submodule(name.rpartition(".")[0]), torch.nn.Embedding))
+    dec = specs["gpt_decode"]
+    kv = dec.input("kv")
+    kv_per_pos = int(np.prod(dec.shape(kv, {"B": work.num_beams, "CAP": 1}))) * kv.np_dtype().itemsize
+
+    def flops(stage: str, model, sizes: dict) -> int:
+        spec = specs[stage]
+        feed = SOURCES[stage].sampler(spec, spec.resolve(sizes), np.random.default_rng(0))
+        with FlopCounterMode(display=False) as fc:
+            run_reference(SOURCES[stage].adapter(model).eval(), spec, feed)
+        return fc.get_total_flops()
+
+    t_ref = pipe.speaker(work.extra["prompt_path"]).ref_mel.shape[-1]
+    dit = {t.name: flops("dit_step", pipe.s2mel, {"B2": 2, "T": t_ref + target_mel_length(t.codes)})
+           for t in work.texts}
+    frames = round(cfg.sample_rate / cfg.hop_length)  # ≈ 1 s of audio
+    bigvgan_per_s = flops("bigvgan", pipe.bigvgan, {"T_mel": frames}) / (frames * cfg.hop_length / cfg.sample_rate)
+    n_conds = specs["gpt_prefill"].input("conds").shape[1]
     positions = {}
     for t in work.texts:  # cache length while decoding: conds + speed rows, text with bounds, start, codes
         ids = [i for i in text_to_segments(t.text, pipe.normalizer, pipe.tokenizer, 120, 0)[0] if i not in (0, 1)]
-        positions[t.name] = (g.condition_num_latent + 2) + (len(ids) + 2) + 1 + t.codes / 2
-    return {"gpt_step_weight_bytes": int(weights), "kv_bytes_per_position": int(kv_per_pos),
+        positions[t.name] = n_conds + (len(ids) + 2) + 1 + t.codes / 2
+    return {"gpt_step_weight_bytes": int(weights), "kv_bytes_per_position": kv_per_pos,
             "gpt_mean_cache_positions": positions,
             "dit_step_flops": dit, "bigvgan_flops_per_audio_second": bigvgan_per_s, "prompt_mel_frames": t_ref}
-
-
-def _owner(module, param_name: str):
-    path = param_name.split(".")[:-1]
-    for p in path:
-        module = getattr(module, p)
-    return module
 
 
 def _measure(work: Workload, once, ttfa, tm: Timers, load: float, info: dict) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from indextts_trt.runtime.files import write_bytes_atomic
 
+from .manifest import sha256_file
 from .trt_plan import StagePlan
 
 
@@ -113,7 +114,7 @@ def build_engines(engine_dir: str | Path, plan: dict, manifest: dict, stages: li
         st = manifest["stages"][name]
         old = st.get("trt") or {}
         if not force and old.get("cache_key") == key and (engine_dir / sp.engine).is_file() and \
-                _sha256(engine_dir / sp.engine) == old.get("sha256"):
+                sha256_file(engine_dir / sp.engine) == old.get("sha256"):
             continue
         with FileLock(str(cache_path) + ".lock"):
             timing = cache_path.read_bytes() if cache_path.is_file() else None
@@ -125,14 +126,6 @@ def build_engines(engine_dir: str | Path, plan: dict, manifest: dict, stages: li
                      "precision": sp.precision, "profiles": [p.name for p in sp.profiles]}
         built.append(name)
     return built
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 __all__ = ["TensorRTUnavailable", "import_tensorrt", "gpu_info", "build_engines", "build_engine"]

@@ -22,6 +22,7 @@ import torch
 
 from indextts_trt.runtime.audio import (
     INTERVAL_SILENCE_MS,
+    SR_22K,
     campplus_features,
     join_segments,
     load_emotion_prompt,
@@ -46,7 +47,7 @@ from .w2vbert import load_w2vbert
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 22050
+SAMPLE_RATE = SR_22K
 
 
 @dataclass

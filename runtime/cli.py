@@ -95,11 +95,11 @@ def synth(
 
     with tempfile.TemporaryDirectory() as tmp:
         if speaker is None:
-            from indextts_trt.runtime.audio import write_wav_int16
+            from indextts_trt.runtime.audio import SR_22K, write_wav_int16
             from indextts_trt.runtime.demo_audio import synth_voice_prompt
 
             speaker = Path(tmp) / "demo_prompt.wav"
-            write_wav_int16(speaker, synth_voice_prompt(3.0, 22050, seed=1), 22050)
+            write_wav_int16(speaker, synth_voice_prompt(3.0, SR_22K, seed=1), SR_22K)
             logging.getLogger(__name__).info("no --speaker given: using a built-in synthetic 3 s prompt")
         args = (text, speaker, out, emotion_audio, vec, emotion_alpha, seed, sampling, max_segment_tokens,
                 diffusion_steps, cfg_rate)
@@ -145,7 +145,7 @@ def _run_ort(engine_dir, threads, text, speaker, out, emotion_audio, vec, alpha,
 
     import numpy as np
 
-    from indextts_trt.runtime.audio import write_wav_int16
+    from indextts_trt.runtime.audio import SR_22K, write_wav_int16
     from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
 
     t0 = time.perf_counter()
@@ -178,13 +178,13 @@ def _run_ort(engine_dir, threads, text, speaker, out, emotion_audio, vec, alpha,
         res = pipe.synthesize(text, spk, emotion_audio=emotion_audio, options=opts, progress=True)
         wav, stage_seconds, codes = res.wav, res.seconds, [int(len(s.codes)) for s in res.segments]
     total = time.perf_counter() - t0
-    write_wav_int16(out, wav, 22050)
+    write_wav_int16(out, wav, SR_22K)
     providers = sorted({st.provider for st in pipe._stages.values()})
     what = (f"TensorRT ({', '.join(providers)})" if pipe.backend == "trt"
             else f"onnxruntime ({', '.join(providers)}), fp32 graphs")
     rep = {"backend": what, "engine_dir": str(engine_dir),
-           "load_seconds": load_s, "total_seconds": total, "audio_seconds": len(wav) / 22050,
-           "rtf": total / max(len(wav) / 22050, 1e-9), "segments": len(codes) if codes else None,
+           "load_seconds": load_s, "total_seconds": total, "audio_seconds": len(wav) / SR_22K,
+           "rtf": total / max(len(wav) / SR_22K, 1e-9), "segments": len(codes) if codes else None,
            "codes_per_segment": codes, "stage_seconds": stage_seconds}
     if ttfa is not None:
         rep["time_to_first_audio_seconds"] = ttfa

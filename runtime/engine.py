@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import (
+    SR_22K,
     campplus_features,
     join_segments,
     load_emotion_prompt,
@@ -35,7 +36,7 @@ from .streaming import ChunkPlan, Crossfader
 from .text import TextNormalizer, TextTokenizer, text_to_segments
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 22050
+SAMPLE_RATE = SR_22K
 
 
 def cfm_noise(seed: int, n_mels: int, frames: int) -> np.ndarray:

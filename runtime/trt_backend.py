@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indextts_trt.export.trt_plan import Profile, select_profile  # plain code, no TensorRT import
+
 from .buffers import KV_ALIASES
 from .spec import StageSpec
 
@@ -97,7 +99,6 @@ class TrtKVCache:
 class TrtStage:
     def __init__(self, engine_path: str | Path, spec: StageSpec, plan_entry: dict, use_cuda_graph: bool = True):
         from indextts_trt.export.trt_build import import_tensorrt  # stdlib + lazy tensorrt
-        from indextts_trt.export.trt_plan import Profile
 
         trt = import_tensorrt()
         self.trt, self.cudart, self.spec = trt, _cudart(), spec
@@ -127,8 +128,6 @@ class TrtStage:
         return sizes
 
     def run(self, feed: Mapping[str, np.ndarray], bound: Mapping[str, object] | None = None) -> dict:
-        from indextts_trt.export.trt_plan import select_profile
-
         c, ctx, s = self.cudart, self.ctx, self.stream
         sizes = self._sizes(feed, bound)
         p = select_profile(self.profiles, sizes)

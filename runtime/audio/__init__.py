@@ -3,6 +3,7 @@
 from .features import campplus_features, kaldi_mel_banks, log_fbank, seamless_fbank
 from .io import (
     INTERVAL_SILENCE_MS,
+    SR_22K,
     AudioError,
     Prompt,
     join_segments,
@@ -16,5 +17,5 @@ from .io import (
 from .mel import mel_spectrogram, slaney_mel_basis
 
 __all__ = ["AudioError", "Prompt", "load_audio", "load_prompt", "load_emotion_prompt", "resample",
-           "write_wav_int16", "join_segments", "to_int16", "INTERVAL_SILENCE_MS", "seamless_fbank", "campplus_features", "log_fbank", "kaldi_mel_banks",
+           "write_wav_int16", "join_segments", "to_int16", "INTERVAL_SILENCE_MS", "SR_22K", "seamless_fbank", "campplus_features", "log_fbank", "kaldi_mel_banks",
            "mel_spectrogram", "slaney_mel_basis"]
