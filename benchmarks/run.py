@@ -46,13 +46,9 @@ def machine() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
-    from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info
+    from indextts_trt.runtime.gpu import gpu_summary
 
-    try:
-        name, cc = gpu_info()
-        gpu = f"{name} (compute capability {cc})"
-    except TensorRTUnavailable:
-        gpu = None
+    gpu = gpu_summary()
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem / 2**30, "gpu": gpu,
             "platform": platform.platform(), "python": platform.python_version()}
 
@@ -147,10 +143,11 @@ def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name
 
 
 def _size_of(checkpoints: Path) -> str:
-    from indextts_trt.runtime.config import full_config, load_config
+    from indextts_trt.runtime.variant import load_variant_config
 
     try:
-        return "full" if load_config(Path(checkpoints) / "config.yaml") == full_config() else "custom"
+        variant, cfg = load_variant_config(Path(checkpoints))
+        return "full" if cfg == variant.parse_config(variant.config_dict("full"), "<full>")[0] else "custom"
     except Exception:  # noqa: BLE001 - a label only; loading errors surface in the workers
         return "custom"
 

@@ -54,14 +54,12 @@ class Timers:
 
 
 def _ort(args: dict, work: Workload, prompt: Path) -> dict:
-    from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
+    from indextts_trt.runtime.pipeline import open_pipeline
     from indextts_trt.runtime.streaming import ChunkPlan
 
     t0 = time.perf_counter()
-    pipe = OnnxPipeline(args["engine_dir"], providers=args.get("providers"), threads=work.threads or None)
-    from indextts_trt.runtime.stages import STAGE_ORDER
-
-    for name in STAGE_ORDER:  # sessions are created lazily; load them all here, inside the load time
+    pipe = open_pipeline(args["engine_dir"], providers=args.get("providers"), threads=work.threads or None)
+    for name in pipe.specs:  # runners are opened lazily; open them all here, inside the load time
         pipe.stage(name)
     load = time.perf_counter() - t0
     tm = Timers()
@@ -73,23 +71,18 @@ def _ort(args: dict, work: Workload, prompt: Path) -> dict:
     dit.run = tm.wrap(dit.run, lambda a, k: "dit_step")
 
     def once(text, codes, seed):
-        opts = RunOptions(sampling=work.sampling(codes), diffusion_steps=work.diffusion_steps,
-                          cfg_rate=work.cfg_rate, seed=seed)
-        r = pipe.synthesize(text, prompt, options=opts)
+        r = pipe.synthesize(text, prompt, options=work.options(codes, seed))
         return r.seconds, r.duration, [len(s.codes) for s in r.segments]
 
     def ttfa(text, codes, seed):
-        opts = RunOptions(sampling=work.sampling(codes), diffusion_steps=work.diffusion_steps,
-                          cfg_rate=work.cfg_rate, seed=seed)
         t = time.perf_counter()
-        it = pipe.stream(text, prompt, options=opts, chunk=ChunkPlan(*work.stream_chunk))
+        it = pipe.stream(text, prompt, options=work.options(codes, seed), chunk=ChunkPlan(*work.stream_chunk))
         next(it)
         first = time.perf_counter() - t
         it.close()  # the rest of the segment is not needed for this figure
         return first
 
-    providers = sorted({s.provider for s in pipe._stages.values()})
-    return _measure(work, once, ttfa, tm, load, {"providers": providers})
+    return _measure(work, once, ttfa, tm, load, {"providers": pipe.providers_in_use})
 
 
 def _in_phase(tm: Timers, phase: str, gen):
@@ -122,9 +115,7 @@ def _torch(args: dict, work: Workload, prompt: Path) -> dict:
     est.forward = tm.wrap(est.forward, lambda a, k: "dit_step")
 
     def once(text, codes, seed):
-        opts = P.SynthesisOptions(sampling=work.sampling(codes), diffusion_steps=work.diffusion_steps,
-                                  cfg_rate=work.cfg_rate, seed=seed)
-        r = pipe.synthesize(text, prompt, options=opts)
+        r = pipe.synthesize(text, prompt, options=work.options(codes, seed))
         return r.seconds, r.duration, [len(s.codes) for s in r.segments]
 
     out = _measure(work, once, None, tm, load, {"torch": torch.__version__, "torch_threads": torch.get_num_threads()})
@@ -141,13 +132,13 @@ def _costs(pipe, work: Workload) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from indextts_trt.export.sources import SOURCES, run_reference
-    from indextts_trt.runtime.config import target_mel_length
-    from indextts_trt.runtime.stages import stage_specs
+    from indextts_trt.export.variant import export_variant, run_reference
+    from indextts_trt.runtime.indextts2.config import target_mel_length
     from indextts_trt.runtime.text import text_to_segments
 
     cfg, gpt = pipe.cfg, pipe.gpt
-    specs = stage_specs(cfg)
+    ev = export_variant("indextts-2")  # the reference pipeline benchmarked here is IndexTTS-2's
+    specs, sources = ev.runtime.stage_specs(cfg), ev.sources
     weights = sum(p.numel() * p.element_size() for m in (gpt.gpt, gpt.final_norm, gpt.mel_head)
                   for name, p in m.named_parameters()
                   if not isinstance(m.get_submodule(name.rpartition(".")[0]), torch.nn.Embedding))
@@ -157,9 +148,9 @@ def _costs(pipe, work: Workload) -> dict:
 
     def flops(stage: str, model, sizes: dict) -> int:
         spec = specs[stage]
-        feed = SOURCES[stage].sampler(spec, spec.resolve(sizes), np.random.default_rng(0))
+        feed = sources[stage].sampler(spec, spec.resolve(sizes), np.random.default_rng(0))
         with FlopCounterMode(display=False) as fc:
-            run_reference(SOURCES[stage].adapter(model).eval(), spec, feed)
+            run_reference(sources[stage].adapter(model).eval(), spec, feed)
         return fc.get_total_flops()
 
     t_ref = pipe.speaker(work.extra["prompt_path"]).ref_mel.shape[-1]

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from indextts_trt.runtime.options import DEFAULTS
+from indextts_trt.runtime.sampling import SamplingOptions
+
+_S = SamplingOptions()
+
 
 @dataclass(frozen=True)
 class Text:
@@ -39,13 +44,14 @@ class Workload:
     texts: tuple[Text, ...] = FULL_TEXTS
     prompt_seconds: float = 3.0  # the built-in synthetic prompt, seed 1
     prompt_seed: int = 1
-    num_beams: int = 3
-    top_k: int = 30
-    top_p: float = 0.8
-    temperature: float = 0.8
-    repetition_penalty: float = 10.0
-    diffusion_steps: int = 25
-    cfg_rate: float = 0.7
+    # upstream's decoding and S2Mel settings, read from the options dataclasses (written once there)
+    num_beams: int = _S.num_beams
+    top_k: int = _S.top_k
+    top_p: float = _S.top_p
+    temperature: float = _S.temperature
+    repetition_penalty: float = _S.repetition_penalty
+    diffusion_steps: int = DEFAULTS.diffusion_steps
+    cfg_rate: float = DEFAULTS.cfg_rate
     seed: int = 0
     runs: int = 2
     warmup: int = 1
@@ -65,12 +71,14 @@ class Workload:
         d["stream_chunk"] = tuple(d["stream_chunk"])
         return cls(**d)
 
-    def sampling(self, codes: int):
-        from indextts_trt.runtime.sampling import SamplingOptions
-
+    def sampling(self, codes: int) -> SamplingOptions:
         return SamplingOptions(num_beams=self.num_beams, top_k=self.top_k, top_p=self.top_p,
                                temperature=self.temperature, repetition_penalty=self.repetition_penalty,
                                max_new_tokens=codes, min_new_tokens=codes)
+
+    def options(self, codes: int, seed: int):
+        return DEFAULTS.replace(sampling=self.sampling(codes), diffusion_steps=self.diffusion_steps,
+                                cfg_rate=self.cfg_rate, seed=seed)
 
 
 __all__ = ["Text", "Workload", "FULL_TEXTS", "QUICK_TEXTS"]

@@ -1,15 +1,26 @@
 """``tts-export build``: checkpoints → one ONNX graph per stage + manifest + parity report.
 
-Per stage: skip when the cache key (spec hash, precision, opset, tool/library versions, the
-checkpoint files it reads) matches and its files still hash as recorded; otherwise export into a
-temporary directory, run the parity gate, and only then move the files into place and update the
-manifest. A failed stage leaves nothing behind; the build then exits non-zero with a table.
+The checkpoint's ``config.yaml`` names the model variant; its export half says where each stage's
+reference comes from. Per stage, two keys decide what to redo:
+- the **graph key** covers exactly what shapes the graph: the spec's graph fields (names, dtypes,
+  min/max, derived dims, aliasing), the opset, the code that traces it (the variant's reference
+  models, adapters and patches, and the exporter), the exporter's library versions and the
+  checkpoint files the stage reads. Graphs are fp32: no precision is in it;
+- the **check key** covers what the parity verdict depends on beyond the graph: the spec's
+  tolerances and opt sizes, the parity points, the gate's code and ONNX Runtime's version.
+A stage whose graph key matches (and whose files still hash as recorded) is not re-exported; if
+only its check key changed, the existing graph is judged again. Otherwise it is exported into a
+temporary directory, gated, and only then moved into place. A failed stage leaves nothing behind;
+the build then exits non-zero with a table. One build at a time per directory (a lock); the
+temporary directories of a killed build are removed by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,23 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from indextts_trt.runtime.stages import STAGE_ORDER, stage_specs
+from indextts_trt.runtime.files import sha256_file, write_text_atomic
 
-from .manifest import cache_key, code_fingerprint, library_versions, load_manifest, save_manifest, sha256_file, tool_version
+from .manifest import cache_key, files_fingerprint, library_versions, open_manifest, save_manifest, tool_version
 from .onnx_export import OPSET, export_sizes, export_stage
 from .parity import OutputCheck, check_stage, failure_table
-from .patches import export_patches
-from .sources import SOURCES, ReferenceModels, run_reference
+from .variant import ReferenceModels, run_reference
 
 log = logging.getLogger(__name__)
 
-# checkpoint files each reference model reads (names from CheckpointLayout.required_files)
-MODEL_FILES = {
-    "gpt": ("config", "gpt"), "w2v": ("config", "w2v_bert_config", "w2v_bert_weights", "w2v_stat"),
-    "codec": ("config", "semantic_codec"), "campplus": ("config", "campplus"), "s2mel": ("config", "s2mel"),
-    "bigvgan": ("config", "bigvgan_config", "bigvgan_weights"),
-}
-PRECISIONS = ("fp32", "fp16", "bf16")
+_HERE = Path(__file__).resolve().parent
+EXPORTER_CODE = (_HERE / "onnx_export.py",)
+GATE_CODE = (_HERE / "parity.py",)
+ALL_POINTS = ("opt", "min", "awkward", "max")
+TMP_PREFIX = ".build-"
 
 
 class BuildError(RuntimeError):
@@ -44,6 +52,7 @@ class BuildError(RuntimeError):
 class BuildReport:
     out: Path
     built: list[str] = field(default_factory=list)
+    rejudged: list[str] = field(default_factory=list)  # graph kept, parity run again (its check key changed)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     checks: list[OutputCheck] = field(default_factory=list)
@@ -72,147 +81,158 @@ def _check_out_dir(out: Path) -> None:
         raise BuildError(f"output directory {out} is not writable")
 
 
-def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = None, precision: str = "fp32",
-          force: bool = False, points: tuple[str, ...] = ("opt", "min", "awkward", "max"),
-          progress: bool = True) -> BuildReport:
-    from tqdm import tqdm
+def clean_stale_temporaries(out: Path) -> list[str]:
+    """Remove the temporary directories a killed build left (only ever called under the lock)."""
+    gone = []
+    for p in out.glob(f"{TMP_PREFIX}*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    return gone
+
+
+def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = None, force: bool = False,
+          points: tuple[str, ...] = ALL_POINTS, progress: bool = True) -> BuildReport:
+    from filelock import FileLock, Timeout
 
     out = Path(out)
-    if precision not in PRECISIONS:
-        raise BuildError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     models = ReferenceModels(checkpoints)
-    specs = stage_specs(models.cfg)
-    chosen = list(stages) if stages else list(STAGE_ORDER)
+    ev = models.variant
+    specs = ev.runtime.stage_specs(models.cfg)
+    chosen = list(stages) if stages else list(specs)
     unknown = [s for s in chosen if s not in specs]
     if unknown:
-        raise BuildError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(STAGE_ORDER)}")
+        raise BuildError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(specs)}")
+    chosen = [s for s in specs if s in chosen]  # in pipeline order
     _check_out_dir(out)
-    manifest = load_manifest(out, create=True)
-    files = models.layout.required_files(models.cfg)
+    try:
+        with FileLock(str(out / ".build.lock"), timeout=0):
+            gone = clean_stale_temporaries(out)
+            if gone:
+                log.info("removed %d temporary director%s a stopped build left: %s", len(gone),
+                         "y" if len(gone) == 1 else "ies", ", ".join(gone))
+            return _build(models, specs, chosen, out, force, points, progress)
+    except Timeout:
+        raise BuildError(f"another tts-export build is writing {out}; wait for it or use another --out") from None
+
+
+def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, force: bool, points: tuple[str, ...],
+           progress: bool) -> BuildReport:
+    from tqdm import tqdm
+
+    ev = models.variant
+    manifest = open_manifest(out, ev.name)
     file_hashes: dict[str, str] = {}
 
     def hashes_for(model: str) -> dict[str, str]:
-        for k in MODEL_FILES[model]:
+        for k, path in models.files(model).items():
             if k not in file_hashes:
-                file_hashes[k] = sha256_file(files[k])
-        return {k: file_hashes[k] for k in MODEL_FILES[model]}
+                file_hashes[k] = sha256_file(path)
+        return {k: file_hashes[k] for k in ev.models[model].files}
 
-    manifest["checkpoints"]["path"] = str(Path(checkpoints).resolve())
+    manifest["checkpoints"]["path"] = str(Path(models.layout.root).resolve())
     rep = BuildReport(out=out)
-    versions = {k: v for k, v in library_versions().items() if k != "python"}
-    code = code_fingerprint()
+    versions = library_versions()
+    code = files_fingerprint([*ev.code_files, *EXPORTER_CODE])
+    gate = {"code": files_fingerprint(GATE_CODE), "onnxruntime": versions["onnxruntime"], "points": list(points)}
     bar = tqdm(chosen, desc="tts-export build", unit="stage", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
-        spec, src = specs[name], SOURCES[name]
-        key = cache_key({"spec": spec.spec_hash(), "precision": precision, "opset": OPSET, "tool": tool_version(),
-                         "code": code,
-                         "versions": versions, "files": hashes_for(src.model)})
+        spec, src = specs[name], ev.sources[name]
+        key = cache_key({"graph": spec.graph_key(), "opset": OPSET, "code": code, "files": hashes_for(src.model),
+                         "versions": {k: versions[k] for k in ("torch", "onnx", "onnxscript")}})
+        check = cache_key({"spec": spec.check_key(), **gate})
         entry = manifest["stages"].get(name)
-        if not force and entry and entry.get("cache_key") == key and entry.get("parity", {}).get("passed") and \
-                all((out / f).is_file() and sha256_file(out / f) == h for f, h in entry["files"].items()):
+        intact = (not force and entry and entry.get("cache_key") == key
+                  and all((out / f).is_file() and sha256_file(out / f) == h for f, h in entry["files"].items()))
+        if intact and entry["parity"].get("passed") and entry["parity"].get("check_key") == check:
             rep.skipped.append(name)
-            release_unneeded(models, chosen, name)
+            _release_unneeded(models, chosen, name)
             continue
         t0 = time.perf_counter()
-        module = src.adapter(models.get(src.model)).eval()
-        feed = src.sampler(spec, export_sizes(spec), np.random.default_rng(0))
-        with tempfile.TemporaryDirectory(prefix=f".build-{name}-", dir=out) as tmp:
-            onnx_path = Path(tmp) / f"{name}.onnx"
-            meta = {"indextts_trt.stage": name, "indextts_trt.spec_hash": spec.spec_hash(),
-                    "indextts_trt.cache_key": key, "indextts_trt.version": tool_version(),
-                    "indextts_trt.precision": precision, "indextts_trt.inputs": ",".join(t.name for t in spec.inputs),
-                    "indextts_trt.outputs": ",".join(t.name for t in spec.outputs)}
+        module = models.adapter(name)
+        with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{name}-", dir=out) as tmp:
+            if intact:  # the graph is what this build would write: judge it again, do not re-export
+                onnx_dir, produced = out, sorted(entry["files"])
+            else:
+                onnx_dir = Path(tmp)
+                meta = {"indextts_trt.stage": name, "indextts_trt.variant": ev.name,
+                        "indextts_trt.graph_key": spec.graph_key(), "indextts_trt.cache_key": key,
+                        "indextts_trt.version": tool_version(),
+                        "indextts_trt.inputs": ",".join(t.name for t in spec.inputs),
+                        "indextts_trt.outputs": ",".join(t.name for t in spec.outputs)}
+                feed = src.sampler(spec, export_sizes(spec), np.random.default_rng(0))
+                try:
+                    with src.patch() if src.patch else contextlib.nullcontext():
+                        export_stage(module, spec, feed, onnx_dir / f"{name}.onnx", meta)
+                except Exception as e:  # an exporter failure fails this stage, named, like a parity failure
+                    raise BuildError(f"stage {name}: export failed: {type(e).__name__}: {e}") from e
+                produced = sorted(p.name for p in onnx_dir.iterdir())
             try:
-                with export_patches(name):
-                    export_stage(module, spec, feed, onnx_path, meta)
-                sess = _ort_session(onnx_path)
-            except Exception as e:  # an exporter/ORT failure fails this stage, named, like a parity failure
-                raise BuildError(f"stage {name}: export failed: {type(e).__name__}: {e}") from e
+                sess = _ort_session(onnx_dir / f"{name}.onnx")
+            except Exception as e:
+                raise BuildError(f"stage {name}: ONNX Runtime cannot load the graph: {type(e).__name__}: {e}") from e
             checks = check_stage(spec, lambda f: run_reference(module, spec, f),
                                  lambda f: dict(zip([o.name for o in spec.outputs], sess.run(None, f))),
                                  src.sampler, precision="fp32", points=points)
             del sess
             rep.checks.extend(checks)
-            passed = all(c.passed for c in checks)
             rep.seconds[name] = time.perf_counter() - t0
-            if not passed:
+            if not all(c.passed for c in checks):
                 rep.failed.append(name)
-                release_unneeded(models, chosen, name)
+                if intact:  # a graph that no longer passes is not left in the manifest as passing
+                    entry["parity"] = {"passed": False, "check_key": check, "checks": [c.to_json() for c in checks]}
+                    save_manifest(out, manifest)
+                _release_unneeded(models, chosen, name)
                 continue  # the temporary directory (and the bad graph) is removed here
-            produced = sorted(p.name for p in Path(tmp).iterdir())
-            for f in produced:
-                os.replace(Path(tmp) / f, out / f)
+            if not intact:
+                for f in produced:
+                    os.replace(onnx_dir / f, out / f)
         manifest["stages"][name] = {
             "description": spec.description, "files": {f: sha256_file(out / f) for f in produced},
-            "onnx": f"{name}.onnx", "spec_hash": spec.spec_hash(), "cache_key": key, "opset": OPSET,
-            "precision": precision, "engine": None,
+            "onnx": f"{name}.onnx", "graph_key": spec.graph_key(), "cache_key": key, "opset": OPSET,
+            "precision": "fp32",
             "dims": {d.name: {"min": d.min, "opt": d.opt, "max": d.max} for d in spec.dims},
             "derived": dict(spec.derived),
             "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in spec.inputs],
             "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in spec.outputs],
             "checkpoint_files": hashes_for(src.model), "export_seconds": round(rep.seconds[name], 2),
-            "parity": {"passed": True, "precision": "fp32", "checks": [c.to_json() for c in checks]},
+            "parity": {"passed": True, "precision": "fp32", "check_key": check, "checks": [c.to_json() for c in checks]},
         }
         save_manifest(out, manifest)
-        rep.built.append(name)
-        release_unneeded(models, chosen, name)
+        (rep.rejudged if intact else rep.built).append(name)
+        _release_unneeded(models, chosen, name)
     manifest["checkpoints"]["files"] = dict(file_hashes)
-    manifest["host_files"] = write_host_data(models, out)
+    manifest["host_files"] = ev.write_host_files(models, out)
     save_manifest(out, manifest)
     _write_report(out, manifest, rep)
     return rep
 
 
-def release_unneeded(models: ReferenceModels, chosen: list[str], done: str) -> None:
+def _release_unneeded(models: ReferenceModels, chosen: list[str], done: str) -> None:
     """Free a reference model once no later stage of this build reads it (full size: GB each)."""
     import gc
 
+    ev = models.variant
     later = chosen[chosen.index(done) + 1:]
-    model = SOURCES[done].model
-    if model != "gpt" and all(SOURCES[s].model != model for s in later):  # gpt: host data needs it last
+    model = ev.sources[done].model
+    if model not in ev.host_models and all(ev.sources[s].model != model for s in later):
         models.release(model)
         gc.collect()
-
-
-def write_host_data(models: ReferenceModels, out: Path) -> dict[str, str]:
-    """What the torch-free runtime needs besides the graphs: config.yaml, bpe.model, and in a
-    safetensors file the speed-embedding rows and the emotion preset matrices (released as torch
-    pickles, which the runtime cannot read without torch)."""
-    import shutil
-
-    import torch
-    from safetensors.numpy import save_file
-
-    from indextts_trt.reference.unified_voice import load_emo_matrices
-
-    lay, cfg = models.layout, models.cfg
-    for src in (lay.config(), lay.bpe_model()):
-        tmp = out / f".{src.name}.tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, out / src.name)
-    spk, emo = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
-    speed = models.get("gpt").speed_emb.weight.detach()
-    tensors = {"speed_rows": speed[[1, 0]].numpy().astype(np.float32),  # [speed_emb[1], speed_emb[0]]
-               "spk_matrix": torch.cat(spk).numpy().astype(np.float32),
-               "emo_matrix": torch.cat(emo).numpy().astype(np.float32)}
-    tmp = out / ".host_data.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, out / "host_data.safetensors")
-    return {name: sha256_file(out / name) for name in ("config.yaml", "bpe.model", "host_data.safetensors")}
 
 
 def _write_report(out: Path, manifest: dict, rep: BuildReport) -> None:
     """Markdown table of every stage's parity checks (this run's failures included)."""
     rows = [c for st in manifest["stages"].values() for c in st["parity"]["checks"]]
-    rows += [c.to_json() for c in rep.checks if c.stage in rep.failed]
+    rows += [c.to_json() for c in rep.checks if c.stage in rep.failed and c.stage not in manifest["stages"]]
     lines = ["# Parity report (ONNX Runtime CPU vs PyTorch reference, fp32)", "",
+             "measure: max (or quantile) of |err| / (atol + rtol·|ref|), passing at ≤ 1; SNR in dB; mismatches", "",
              "| stage | point | sizes | output | stat | max abs err | measure | limit | ok |",
              "|---|---|---|---|---|---|---|---|---|"]
     for c in rows:
         lines.append(f"| {c['stage']} | {c['point']} | {c['sizes']} | {c['output']} | {c['stat']} | "
                      f"{c['max_abs_err']:.3g} | {c['measure']:.3g} | {c['limit']} | {'yes' if c['passed'] else '**NO**'} |")
-    (out / "parity_report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "parity_report.md", "\n".join(lines) + "\n")
 
 
-__all__ = ["build", "BuildReport", "BuildError", "failure_table"]
+__all__ = ["build", "BuildReport", "BuildError", "failure_table", "clean_stale_temporaries"]

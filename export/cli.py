@@ -13,6 +13,7 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Export IndexTTS2 stage by stage to ONNX / TensorRT.")
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -25,18 +26,24 @@ def _setup_logging(verbose: bool) -> None:
 def init_checkpoints_cmd(
     size: str = typer.Option("tiny", "--size", help="tiny (odd small test sizes) or full (the released configuration)"),
     out: Path = typer.Option(Path("checkpoints"), "--out", help="checkpoint directory to write"),
+    variant: str = typer.Option("indextts-2", "--variant", help="model variant whose released formats to write"),
     seed: int = typer.Option(0, "--seed", help="seed of the random weights"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing non-empty directory"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Write random-weight checkpoints in exactly the released IndexTTS-2 file formats and key names."""
+    """Write random-weight checkpoints in exactly the released file formats and key names."""
     _setup_logging(verbose)
-    from indextts_trt.reference.init_checkpoints import init_checkpoints
+    from indextts_trt.export.variant import export_variant
+    from indextts_trt.runtime.variant import VariantError
 
     if size not in ("tiny", "full"):
         raise typer.BadParameter(f"--size must be 'tiny' or 'full', got {size!r}")
     try:
-        rep = init_checkpoints(size, out, seed=seed, overwrite=overwrite)
+        ev = export_variant(variant)
+    except VariantError as e:
+        raise typer.BadParameter(str(e)) from None
+    try:
+        rep = ev.init_checkpoints(size, out, seed=seed, overwrite=overwrite)
     except FileExistsError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -51,7 +58,8 @@ def build_cmd(
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory"),
     out: Path = typer.Option(Path("engines"), "--out", help="output directory for graphs and manifest"),
     stage: list[str] = typer.Option(None, "--stage", help="build only these stages (repeatable)"),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16 (engine precision; graphs are fp32)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16: the TensorRT engines' precision "
+                                  "(the exported graphs are fp32 whatever this says, and are reused across it)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the cache key matches"),
     points: str = typer.Option("opt,min,awkward,max", "--points",
                                help="parity shapes: comma-separated of opt, min, awkward, max"),
@@ -63,20 +71,24 @@ def build_cmd(
     precision analysis, the TensorRT build plan, the engines and their parity with ONNX Runtime."""
     _setup_logging(verbose)
     from indextts_trt.export.build import BuildError, build, failure_table
-    from indextts_trt.export.manifest import ManifestError
     from indextts_trt.reference.checkpoint_io import CheckpointError
     from indextts_trt.runtime.config import ConfigError
+    from indextts_trt.runtime.manifest import ManifestError
 
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     try:
         pts = tuple(p.strip() for p in points.split(",") if p.strip())
         if not pts or any(p not in ("opt", "min", "awkward", "max") for p in pts):
             raise BuildError(f"--points {points!r}: use a comma-separated subset of opt, min, awkward, max")
-        rep = build(checkpoints, out, stages=stage or None, precision=precision, force=force, points=pts)
+        rep = build(checkpoints, out, stages=stage or None, force=force, points=pts)
     except (BuildError, ManifestError, CheckpointError, ConfigError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     for name in rep.built:
         typer.echo(f"  built   {name:<22s} {rep.seconds[name]:7.1f} s")
+    for name in rep.rejudged:
+        typer.echo(f"  checked {name:<22s} {rep.seconds[name]:7.1f} s (graph unchanged, parity run again)")
     for name in rep.skipped:
         typer.echo(f"  cached  {name}")
     n_ok = sum(c.passed for c in rep.checks)
@@ -89,7 +101,7 @@ def build_cmd(
     if not trt:
         return
     from indextts_trt.export.engines import build_and_check, plan_engines
-    from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info, import_tensorrt
+    from indextts_trt.runtime.gpu import TensorRTUnavailable, gpu_info, import_tensorrt
 
     try:
         plan = plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
@@ -123,7 +135,7 @@ def plan_cmd(
     """Precision analysis and TensorRT build plan for existing graphs, without building anything
     (what `build --precision fp16` does before it needs TensorRT)."""
     from indextts_trt.export.engines import plan_engines
-    from indextts_trt.export.manifest import ManifestError
+    from indextts_trt.runtime.manifest import ManifestError
 
     try:
         plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
@@ -135,8 +147,8 @@ def plan_cmd(
 @app.command("check")
 def check_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines directory")) -> None:
     """Check every graph against the TensorRT 10 ONNX parser's operator matrix."""
-    from indextts_trt.export.manifest import ManifestError
     from indextts_trt.export.trt_check import check_engine_dir, trt_table
+    from indextts_trt.runtime.manifest import ManifestError
 
     try:
         results = check_engine_dir(engine_dir)
@@ -161,7 +173,7 @@ def check_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines d
 @app.command("inspect")
 def inspect_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines directory")) -> None:
     """Print the manifest: versions, stages, dimension ranges, parity."""
-    from indextts_trt.export.manifest import ManifestError, load_manifest
+    from indextts_trt.runtime.manifest import ManifestError, load_manifest
 
     try:
         m = load_manifest(engine_dir)
@@ -170,7 +182,7 @@ def inspect_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines
         raise typer.Exit(2) from None
     typer.echo(f"schema {m['schema_version']}  tool {m['tool']['version']}  " +
                "  ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    typer.echo(f"checkpoints: {m['checkpoints'].get('path')}")
+    typer.echo(f"variant {m['variant']}  checkpoints: {m['checkpoints'].get('path')}")
     for name, st in m["stages"].items():
         dims = ", ".join(f"{k} {v['min']}..{v['opt']}..{v['max']}" for k, v in st["dims"].items())
         ok = sum(c["passed"] for c in st["parity"]["checks"])

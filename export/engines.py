@@ -13,22 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import load_manifest, save_manifest
-from .trt_plan import PLAN_FILE, make_plan, write_plan
+from indextts_trt.runtime.engine_plan import PLAN_FILE
+from indextts_trt.runtime.manifest import load_manifest
+from indextts_trt.runtime.variant import get_variant
+
+from .manifest import save_manifest
+from .trt_plan import make_plan, write_plan
+
+
+def _specs(out: Path, manifest: dict) -> dict:
+    """The stage specs of a built directory, from its variant and its copy of config.yaml."""
+    variant = get_variant(manifest["variant"])
+    return variant.stage_specs(variant.load_config(out / "config.yaml"))
 
 
 def precision_analysis(checkpoints, out: Path, precision: str, stages: list[str], progress: bool, log) -> dict:
     """stage -> analysis JSON, reusing a stored result whose graph (sha256) is unchanged."""
-    from indextts_trt.runtime.stages import stage_specs
-
     from .precision import analyze_stage, markdown
-    from .sources import SOURCES, ReferenceModels, adapter_for
+    from .variant import ReferenceModels
 
     manifest = load_manifest(out)
     path = out / f"precision_{precision}.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
     models = ReferenceModels(checkpoints)
-    specs = stage_specs(models.cfg)
+    specs, sources = models.variant.runtime.stage_specs(models.cfg), models.variant.sources
     results = {}
     from tqdm import tqdm
 
@@ -37,11 +45,11 @@ def precision_analysis(checkpoints, out: Path, precision: str, stages: list[str]
         if name in stored and stored[name].get("onnx_sha256") == sha:
             results[name] = stored[name]
             continue
-        r = analyze_stage(adapter_for(models, name), specs[name], precision)
+        r = analyze_stage(models.adapter(name), specs[name], sources[name].sampler, precision)
         results[name] = {**r.to_json(), "onnx_sha256": sha}
         later = stages[stages.index(name) + 1:]
-        if all(SOURCES[s].model != SOURCES[name].model for s in later):
-            models.release(SOURCES[name].model)  # full size: GBs per model
+        if all(sources[s].model != sources[name].model for s in later):
+            models.release(sources[name].model)  # full size: GBs per model
         path.write_text(json.dumps({**stored, **results}, indent=1))
     from .precision import StagePrecision
 
@@ -53,11 +61,8 @@ def precision_analysis(checkpoints, out: Path, precision: str, stages: list[str]
 
 
 def plan_engines(checkpoints, out: Path, precision: str, progress: bool = True, log=print) -> dict:
-    from indextts_trt.runtime.config import load_config
-    from indextts_trt.runtime.stages import stage_specs
-
     manifest = load_manifest(out)
-    specs = stage_specs(load_config(out / "config.yaml"))
+    specs = _specs(out, manifest)
     analysis = None
     if precision != "fp32":
         analysis = precision_analysis(checkpoints, out, precision, list(manifest["stages"]), progress, log)
@@ -71,33 +76,33 @@ def build_and_check(out: Path, plan: dict, stages: list[str] | None, force: bool
     """Build the planned engines (TensorRT required) and gate each on parity with ONNX Runtime at
     every profile's opt shape, with the spec's tolerance for the engine's precision. A failing
     engine is removed and fails the build."""
-    from indextts_trt.runtime.ort_backend import OrtStage
-    from indextts_trt.runtime.stages import stage_specs
-    from indextts_trt.runtime.config import load_config
-    from indextts_trt.runtime.trt_backend import TrtStage
+    from indextts_trt.runtime.ort_backend import OrtRunner
+    from indextts_trt.runtime.trt_backend import TrtRunner
 
     from .parity import judge
-    from .sources import SOURCES
     from .trt_build import build_engines
+    from .variant import export_variant
 
     manifest = load_manifest(out)
     built = build_engines(out, plan, manifest, stages, force, log)
     save_manifest(out, manifest)
-    specs = stage_specs(load_config(out / "config.yaml"))
+    specs, sources = _specs(out, manifest), export_variant(manifest["variant"]).sources
     failed = []
     for name in built:
         spec, entry = specs[name], manifest["stages"][name]
-        trt_stage = TrtStage(out / entry["trt"]["engine"], spec, plan["stages"][name])
-        ort_stage = OrtStage(out / entry["onnx"], spec)
+        trt_stage = TrtRunner(out / entry["trt"]["engine"], spec, plan["stages"][name])
+        ort_stage = OrtRunner(out / entry["onnx"], spec)
         checks = []
         for prof in trt_stage.profiles:
             sizes = spec.resolve({d: v[1] for d, v in prof.dims.items()})
-            feed = SOURCES[name].sampler(spec, sizes, np.random.default_rng(7))
+            feed = sources[name].sampler(spec, sizes, np.random.default_rng(7))
             ref, got = ort_stage.run(feed), trt_stage.run(feed)
             for t in spec.outputs:
                 ok, err, measure, limit = judge(ref[t.name], got[t.name], spec.tolerance(t.name, entry["trt"]["precision"]))
                 checks.append({"profile": prof.name, "output": t.name, "max_abs_err": err, "measure": measure,
                                "limit": limit, "passed": ok})
+        trt_stage.close()
+        ort_stage.close()
         entry["trt"]["parity"] = {"vs": "onnxruntime CPU", "checks": checks, "passed": all(c["passed"] for c in checks)}
         if not entry["trt"]["parity"]["passed"]:
             failed.append(name)

@@ -19,7 +19,7 @@ def collect_env() -> dict[str, str]:
 
     out: dict[str, str] = {"indextts-trt": __version__, "python": platform.python_version(),
                            "platform": platform.platform()}
-    for mod in ("numpy", "torch", "onnx", "onnxruntime", "polygraphy", "tensorrt", "safetensors",
+    for mod in ("numpy", "torch", "onnx", "onnxruntime", "tensorrt", "safetensors",
                 "sentencepiece", "soundfile", "soxr", "wetext"):
         out[mod] = _version(mod)
     try:
@@ -28,14 +28,11 @@ def collect_env() -> dict[str, str]:
         out["onnxruntime providers"] = ", ".join(ort.get_available_providers())
     except Exception:
         pass
-    try:
-        import torch
+    from indextts_trt.runtime.gpu import TensorRTUnavailable, gpu_summary, import_tensorrt
 
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(0)
-            out["gpu"] = f"{p.name} (sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB)"
-        else:
-            out["gpu"] = "none visible to torch"
-    except Exception:
-        out["gpu"] = "unknown (torch not installed)"
+    out["gpu"] = gpu_summary() or "none visible (nvidia-smi)"
+    try:
+        out["tensorrt usable"] = f"yes ({import_tensorrt().__version__})"
+    except TensorRTUnavailable as e:
+        out["tensorrt usable"] = f"no ({e})"
     return out

@@ -29,7 +29,7 @@ from torch import nn
 from indextts_trt.runtime.spec import StageSpec
 
 from .parity import judge
-from .sources import SOURCES, run_reference
+from .variant import Sampler, run_reference
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 RANGE = {"fp16": 65504.0, "bf16": 3.38e38}
@@ -163,12 +163,12 @@ def _score(res: dict) -> float:
     return worst
 
 
-def analyze_stage(model: nn.Module, spec: StageSpec, precision: str = "fp16", point: str = "opt",
+def analyze_stage(model: nn.Module, spec: StageSpec, sampler: Sampler, precision: str = "fp16", point: str = "opt",
                   seed: int = 0, sizes: dict | None = None) -> StagePrecision:
     if precision not in DTYPES:
         raise ValueError(f"precision analysis: {precision!r} is not one of {', '.join(DTYPES)}")
     sizes = sizes or spec.sizes_at(point)
-    feed = SOURCES[spec.name].sampler(spec, sizes, np.random.default_rng(seed))
+    feed = sampler(spec, sizes, np.random.default_rng(seed))
     ref = run_reference(model, spec, feed)
     peaks = activation_peaks(model, spec, feed)
     leaves = leaf_modules(model)
@@ -236,11 +236,9 @@ def markdown(results: list[StagePrecision], title: str) -> str:
 def analyze(models, specs: dict[str, StageSpec], stages, precision: str, progress: bool = False) -> list[StagePrecision]:
     from tqdm import tqdm
 
-    from .sources import adapter_for
-
     out = []
     for name in tqdm(list(stages), desc=f"{precision} analysis", unit="stage", disable=not progress):
-        out.append(analyze_stage(adapter_for(models, name), specs[name], precision))
+        out.append(analyze_stage(models.adapter(name), specs[name], models.variant.sources[name].sampler, precision))
     return out
 
 

@@ -8,42 +8,12 @@ CI or development machines (TensorRT cannot be installed there). The decisions i
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
-from indextts_trt.runtime.files import write_bytes_atomic
+from indextts_trt.runtime.files import sha256_file, write_bytes_atomic
+from indextts_trt.runtime.gpu import TensorRTUnavailable, gpu_info, import_tensorrt
 
-from .manifest import sha256_file
 from .trt_plan import StagePlan
-
-
-class TensorRTUnavailable(RuntimeError):
-    pass
-
-
-def import_tensorrt():
-    """The tensorrt module, or TensorRTUnavailable saying why (the wheel ships only bindings; the
-    libraries come from NVIDIA's index)."""
-    try:
-        import tensorrt as trt  # noqa: PLC0415 - lazy on purpose
-
-        trt.Logger  # the bindings import even when libnvinfer is missing; touching them loads it
-        return trt
-    except Exception as e:  # noqa: BLE001 - ImportError, OSError from a missing libnvinfer, ...
-        raise TensorRTUnavailable(f"{type(e).__name__}: {e}") from None
-
-
-def gpu_info() -> tuple[str, str]:
-    """(GPU name, compute capability 'major.minor') of device 0, via nvidia-smi."""
-    try:
-        r = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader", "-i", "0"],
-                           capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise TensorRTUnavailable(f"no NVIDIA GPU visible (nvidia-smi: {e})") from None
-    if r.returncode != 0 or "," not in r.stdout:
-        raise TensorRTUnavailable(f"no NVIDIA GPU visible (nvidia-smi: {r.stderr.strip() or r.stdout.strip()})")
-    name, cc = (s.strip() for s in r.stdout.strip().splitlines()[0].split(",", 1))
-    return name, cc
 
 
 def _layer_matches(layer_name: str, nodes: set[str]) -> bool:

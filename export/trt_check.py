@@ -111,7 +111,7 @@ _INDEX_OPERAND_OPS = {"Gather", "GatherElements", "GatherND", "ScatterND", "Scat
 
 
 def check_engine_dir(engine_dir: str | Path) -> dict[str, list[Finding]]:
-    from .manifest import load_manifest
+    from indextts_trt.runtime.manifest import load_manifest
 
     engine_dir = Path(engine_dir)
     manifest = load_manifest(engine_dir)

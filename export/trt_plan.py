@@ -15,11 +15,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from indextts_trt.runtime.engine_plan import PLAN_FILE, PLAN_SCHEMA, Profile
 from indextts_trt.runtime.files import write_bytes_atomic
 from indextts_trt.runtime.spec import StageSpec
-
-PLAN_SCHEMA = 1
-PLAN_FILE = "trt_plan.json"
 TIMING_CACHE = "timing.cache"
 GiB = 2**30
 
@@ -31,16 +29,6 @@ WORKSPACE = {"dit_step": 8 * GiB, "bigvgan": 8 * GiB, "semantic_encoder": 4 * Gi
 DEFAULT_WORKSPACE = 2 * GiB
 # integer outputs must be exact: a stage the analysis cannot make pass stays fp32 as a whole
 BUILDER_OPTIMIZATION_LEVEL = 3
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    dims: dict  # dim -> [min, opt, max]
-    shapes: dict  # input -> {"min": [...], "opt": [...], "max": [...]}
-
-    def covers(self, sizes: dict) -> bool:
-        return all(lo <= sizes[d] <= hi for d, (lo, _, hi) in self.dims.items() if d in sizes)
 
 
 def profiles_for(spec: StageSpec) -> list[Profile]:
@@ -63,15 +51,6 @@ def profiles_for(spec: StageSpec) -> list[Profile]:
                               for i, p in enumerate(("min", "opt", "max"))}
         out.append(Profile(name, {k: list(v) for k, v in rng.items()}, shapes))
     return out
-
-
-def select_profile(profiles: list[Profile], sizes: dict) -> int:
-    """The covering profile with the smallest range (its buffers and tactics fit the request best)."""
-    fits = [i for i, p in enumerate(profiles) if p.covers(sizes)]
-    if not fits:
-        ranges = "; ".join(f"{p.name}: {p.dims}" for p in profiles)
-        raise ValueError(f"no optimization profile covers {sizes} ({ranges})")
-    return min(fits, key=lambda i: sum(hi - lo for lo, _, hi in profiles[i].dims.values()))
 
 
 def island_nodes(onnx_path: str | Path, islands: list[str]) -> list[str]:
@@ -177,35 +156,4 @@ def write_plan(engine_dir: str | Path, plan: dict) -> Path:
     return path
 
 
-def load_plan(engine_dir: str | Path) -> dict:
-    path = Path(engine_dir) / PLAN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no TensorRT build plan; run `tts-export build --precision fp16 --out "
-                                f"{engine_dir}`")
-    plan = json.loads(path.read_text())
-    if plan.get("schema", 0) > PLAN_SCHEMA:
-        raise ValueError(f"{path}: plan schema {plan['schema']} is newer than this tool ({PLAN_SCHEMA}); upgrade")
-    return plan
-
-
-def engine_compat_error(built: dict | None, trt_version: str, gpu_name: str, compute_capability: str,
-                        engine_dir: str | Path = "engines") -> str | None:
-    """Why a built engine (its manifest record: stage, precision, TensorRT version, GPU, compute
-    capability) cannot run here, with the rebuild command; None if it can. Engines are not portable
-    across TensorRT versions or compute capabilities."""
-    if not built:
-        return "no engine was built"
-    problems = []
-    if built.get("version") != trt_version:
-        problems.append(f"TensorRT {built.get('version')} (this machine has {trt_version})")
-    if built.get("compute_capability") != compute_capability:
-        problems.append(f"a GPU of compute capability {built.get('compute_capability')} ({built.get('gpu')}; this "
-                        f"one is {compute_capability}, {gpu_name})")
-    if not problems:
-        return None
-    return (f"stage {built.get('stage', '?')}: the engine was built for " + " and ".join(problems)
-            + f". Rebuild it here: tts-export build --precision {built.get('precision', 'fp16')} --out {engine_dir}")
-
-
-__all__ = ["Profile", "StagePlan", "profiles_for", "select_profile", "island_nodes", "make_plan", "write_plan",
-           "load_plan", "engine_compat_error", "PLAN_FILE", "PROFILE_SPLITS"]
+__all__ = ["StagePlan", "profiles_for", "island_nodes", "make_plan", "write_plan", "PROFILE_SPLITS"]

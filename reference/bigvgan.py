@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from indextts_trt.runtime.config import IndexTTSConfig
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig
 
 from .checkpoint_io import (
     CheckpointError,

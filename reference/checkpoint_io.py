@@ -7,15 +7,13 @@ is one :class:`CheckpointError` that names the file and the key.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from indextts_trt.runtime.files import atomic_dir  # noqa: F401 - the writers' directory rule, one place
 
 
 class CheckpointError(RuntimeError):
@@ -180,53 +178,6 @@ def unfold_weight_norm_keys(sd: Mapping[str, torch.Tensor], names: Iterable[str]
 
 
 # ------------------------------------------------------------------------------------------ write
-
-
-@contextlib.contextmanager
-def atomic_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside ``final``; rename it into place only on success.
-
-    A failure (or Ctrl-C) leaves nothing at ``final`` and removes the temporary directory.
-    """
-    final = Path(final)
-    occupied = any(final.iterdir()) if final.is_dir() else final.exists()
-    if occupied and not overwrite:
-        if True:
-            raise FileExistsError(f"{final} exists and is not empty (pass overwrite to replace it)")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def atomic_file(final: str | Path) -> contextlib.AbstractContextManager[Path]:
-    """Yield a temporary path beside ``final``; ``os.replace`` it into place only on success."""
-
-    @contextlib.contextmanager
-    def _cm() -> Iterator[Path]:
-        dst = Path(final)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            yield tmp
-            os.replace(tmp, dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-    return _cm()
 
 
 def torch_save(obj: object, path: str | Path) -> None:

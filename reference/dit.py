@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from indextts_trt.runtime.config import IndexTTSConfig
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig
 
 from .conformer import MASK_BIAS
 from .wavenet import WN

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from indextts_trt.runtime.config import max_new_codes
+from indextts_trt.runtime.indextts2.config import max_new_codes
 from indextts_trt.runtime.sampling import BeamSearch, SamplingOptions
 
 from .gpt2 import reorder_cache

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from indextts_trt.runtime.config import IndexTTSConfig, config_for_size, dump_config
-from indextts_trt.runtime.layout import CheckpointLayout
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig, config_for_size, dump_config
+from indextts_trt.runtime.indextts2.layout import CheckpointLayout
 
 from .checkpoint_io import atomic_dir
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from indextts_trt.runtime.config import IndexTTSConfig
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig
 
 
 def nearest_indices(t_in: int | Tensor, t_out: int | Tensor) -> Tensor:

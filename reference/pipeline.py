@@ -13,16 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from indextts_trt.runtime.audio import (
-    INTERVAL_SILENCE_MS,
-    SR_22K,
     campplus_features,
     join_segments,
     load_emotion_prompt,
@@ -30,24 +28,18 @@ from indextts_trt.runtime.audio import (
     mel_spectrogram,
     seamless_fbank,
 )
-from indextts_trt.runtime.config import IndexTTSConfig, target_mel_length
+from indextts_trt.runtime.cfm import cfm_noise
 from indextts_trt.runtime.emotion import resolve_emotion
-from indextts_trt.runtime.engine import cfm_noise
-from indextts_trt.runtime.layout import CheckpointLayout
-from indextts_trt.runtime.sampling import SamplingOptions
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig, target_mel_length
+from indextts_trt.runtime.indextts2.layout import CheckpointLayout
+from indextts_trt.runtime.options import DEFAULTS, RunOptions
 from indextts_trt.runtime.text import TextNormalizer, TextTokenizer, text_to_segments
 
-from .bigvgan import load_bigvgan
-from .campplus import load_campplus
 from .generation import generate_codes, latents as gpt_latents
-from .s2mel import load_s2mel
-from .semantic_codec import load_semantic_codec
-from .unified_voice import load_emo_matrices, load_unified_voice
-from .w2vbert import load_w2vbert
+from .loaders import MODELS
+from .unified_voice import load_emo_matrices
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = SR_22K
 
 
 @dataclass
@@ -58,20 +50,6 @@ class SpeakerConditioning:
     prompt_condition: torch.Tensor  # (1, T_ref, lr_channels) length-regulated S_ref
     ref_mel: torch.Tensor  # (1, n_mels, T_ref)
     style: torch.Tensor  # (1, style_dim) CAMPPlus vector
-
-
-@dataclass(frozen=True)
-class SynthesisOptions:
-    emo_alpha: float = 1.0
-    emotion_vector: Sequence[float] | None = None
-    use_random: bool = False
-    max_text_tokens_per_segment: int = 120
-    quick_streaming_tokens: int = 0
-    sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    diffusion_steps: int = 25
-    cfg_rate: float = 0.7
-    seed: int = 0
-    interval_silence_ms: int = INTERVAL_SILENCE_MS
 
 
 @dataclass
@@ -105,13 +83,9 @@ class ReferencePipeline:
         t0 = time.perf_counter()
         self.normalizer = TextNormalizer()
         self.tokenizer = TextTokenizer(lay.bpe_model())
-        self.gpt = load_unified_voice(lay.gpt(cfg), cfg)
+        self.gpt, self.w2v, self.codec, self.campplus, self.s2mel, self.bigvgan = (
+            MODELS[m].load(lay, cfg) for m in ("gpt", "w2v", "codec", "campplus", "s2mel", "bigvgan"))
         self.spk_matrix, self.emo_matrix = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
-        self.w2v = load_w2vbert(lay.w2v_bert_dir(), lay.w2v_stat(cfg), cfg)
-        self.codec = load_semantic_codec(lay.semantic_codec(), cfg)
-        self.campplus = load_campplus(lay.campplus(), cfg)
-        self.s2mel = load_s2mel(lay.s2mel(cfg), cfg)
-        self.bigvgan = load_bigvgan(lay.bigvgan_dir(), cfg)
         self.load_seconds = time.perf_counter() - t0
         self._spk_cache: dict[tuple[str, float], SpeakerConditioning] = {}
         self._emo_cache: dict[tuple[str, float], torch.Tensor] = {}
@@ -150,21 +124,23 @@ class ReferencePipeline:
     # ------------------------------------------------------------------------------ synthesis
 
     def synthesize(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
-                   options: SynthesisOptions = SynthesisOptions(), progress: bool = False) -> SynthesisResult:
+                   options: RunOptions = DEFAULTS, progress: bool = False) -> SynthesisResult:
         segs = list(self.iter_segments(text, speaker, emotion_audio=emotion_audio, options=options,
                                        progress=progress))
         seconds = defaultdict(float)
         for _, secs in segs:
             for k, v in secs.items():
                 seconds[k] += v
-        wav = join_segments([s.wav for s, _ in segs], options.interval_silence_ms)
-        return SynthesisResult(wav=wav, sample_rate=SAMPLE_RATE, segments=[s for s, _ in segs], seconds=dict(seconds))
+        wav = join_segments([s.wav for s, _ in segs], options.interval_silence_ms, self.cfg.sample_rate)
+        return SynthesisResult(wav=wav, sample_rate=self.cfg.sample_rate, segments=[s for s, _ in segs],
+                               seconds=dict(seconds))
 
     @torch.no_grad()
     def iter_segments(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
-                      options: SynthesisOptions = SynthesisOptions(),
+                      options: RunOptions = DEFAULTS,
                       progress: bool = False) -> Iterator[tuple[SegmentResult, dict[str, float]]]:
         cfg = self.cfg
+        options = options.validated()
         t = time.perf_counter()
         segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
                                     options.quick_streaming_tokens)
@@ -185,13 +161,11 @@ class ReferencePipeline:
             emovec = self.gpt.merge_emovec(spk.spk_cond_emb, emo_emb, emo_alpha)
             if emo_vector is not None:
                 w = torch.tensor(emo_vector, dtype=torch.float32)
-                emovec_mat = self.gpt.emo_vector_from_weights(w, spk.style, self.spk_matrix, self.emo_matrix,
-                                                             use_random=options.use_random)
+                emovec_mat = self.gpt.emo_vector_from_weights(w, spk.style, self.spk_matrix, self.emo_matrix)
                 emovec = emovec_mat + (1 - w.sum()) * emovec
             conds = self.gpt.conds_latent(spk.spk_cond_emb, emovec)
             text_ids = np.asarray(ids, dtype=np.int64)
-            sampling = options.sampling if options.sampling.seed is not None else \
-                _with_seed(options.sampling, options.seed + i)
+            sampling = options.segment_sampling(i)
             gen = generate_codes(self.gpt, conds, torch.from_numpy(text_ids), sampling,
                                  stop_token=cfg.gpt.stop_mel_token, max_new_tokens=sampling.max_new_tokens)
             codes = np.asarray(gen.codes, dtype=np.int64)
@@ -207,7 +181,7 @@ class ReferencePipeline:
 
             t = time.perf_counter()
             t_total = spk.ref_mel.shape[-1] + target_mel_length(len(codes))
-            noise = torch.from_numpy(cfm_noise(options.seed + 1000 + i, cfg.n_mels, t_total))
+            noise = torch.from_numpy(cfm_noise(options.noise_seed(i), cfg.n_mels, t_total))
             mel = self.s2mel.infer(lat, self.codec.vq2emb(codes_t), spk.prompt_condition, spk.ref_mel, spk.style,
                                    n_steps=options.diffusion_steps, cfg_rate=options.cfg_rate, noise=noise)
             seg_secs["s2mel"] = time.perf_counter() - t
@@ -216,9 +190,3 @@ class ReferencePipeline:
             wav = self.bigvgan(mel.float())[0, 0].numpy().astype(np.float32)
             seg_secs["bigvgan"] = time.perf_counter() - t
             yield SegmentResult(text_ids, codes, gen.hit_stop, mel, wav), seg_secs
-
-
-def _with_seed(opts: SamplingOptions, seed: int) -> SamplingOptions:
-    import dataclasses
-
-    return dataclasses.replace(opts, seed=seed)

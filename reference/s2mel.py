@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from indextts_trt.runtime.config import IndexTTSConfig, target_mel_length
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig, target_mel_length
 
 from .cfm import cfm_inference
 from .checkpoint_io import (

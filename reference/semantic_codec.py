@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from indextts_trt.runtime.config import IndexTTSConfig
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig
 
 from .checkpoint_io import fold_weight_norm_keys, load_strict, safetensors_load, safetensors_save, unfold_weight_norm_keys
 

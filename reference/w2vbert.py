@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from indextts_trt.runtime.config import IndexTTSConfig
+from indextts_trt.runtime.indextts2.config import IndexTTSConfig
 
 from .conformer import MASK_BIAS
 

@@ -1,8 +1,11 @@
-"""Upstream's emotion-input rules (infer_v2), shared by the reference and the runtime."""
+"""Upstream's emotion rules (infer_v2), in numpy: how the request's emotion inputs resolve, and how
+an emotion vector mixes into the GPT conditioning. Shared by the reference and the runtime."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 
 def resolve_emotion(alpha: float, vector: Sequence[float] | None, emotion_audio):
@@ -17,3 +20,31 @@ def resolve_emotion(alpha: float, vector: Sequence[float] | None, emotion_audio)
     if emotion_audio is None:
         alpha = 1.0
     return alpha, vector, emotion_audio
+
+
+def mix_emovec(base: np.ndarray, emo: np.ndarray | None, alpha: float) -> np.ndarray:
+    """``merge_emovec``: base + alpha · (emo − base); the speaker's own vector without emotion audio."""
+    return base if emo is None else base + alpha * (emo - base)
+
+
+def preset_emovec(weights: Sequence[float], style: np.ndarray, spk_matrix: np.ndarray, emo_matrix: np.ndarray,
+                  emo_num: Sequence[int]) -> np.ndarray:
+    """Σ_i w_i · emo_matrix_i[row_i], row_i = the row of group i whose style row is closest (cosine) to
+    the prompt's style (1, S) → (1, D)."""
+    rows, start = [], 0
+    for n in emo_num:
+        group = spk_matrix[start:start + n]
+        cos = group @ style[0] / np.maximum(np.linalg.norm(group, axis=1) * np.linalg.norm(style[0]), 1e-8)
+        rows.append(emo_matrix[start + int(np.argmax(cos))])
+        start += n
+    return (np.asarray(weights, np.float32)[:, None] * np.stack(rows)).sum(0, keepdims=True)
+
+
+def apply_vector(emovec: np.ndarray, weights: Sequence[float] | None, preset: np.ndarray | None) -> np.ndarray:
+    """With a vector: emovec_mat + (1 − Σw) · emovec (upstream)."""
+    if weights is None:
+        return emovec
+    return preset + (1 - np.asarray(weights, np.float32).sum()) * emovec
+
+
+__all__ = ["resolve_emotion", "mix_emovec", "preset_emovec", "apply_vector"]

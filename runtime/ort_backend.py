@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: one runner per stage, bound by name from the stage spec.
+"""ONNX Runtime backend: one :class:`~.runners.StageRunner` per stage, bound by name from the spec.
 
 ``onnxruntime`` is imported here only (lazily, with a clear message naming the extra to install).
 Session options are set on purpose: full graph optimization, intra-op threads from the caller (or
@@ -15,13 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .runners import BackendError
 from .spec import StageSpec
 
 log = logging.getLogger(__name__)
-
-
-class BackendError(RuntimeError):
-    pass
 
 
 def import_ort():
@@ -33,9 +30,9 @@ def import_ort():
     return ort
 
 
-class OrtStage:
-    """Runs one stage graph. ``run`` binds inputs by name and returns outputs by name; outputs the
-    caller pre-binds with :meth:`bind_output` (e.g. the KV cache) are written in place."""
+class OrtRunner:
+    """Runs one stage graph. ``run`` binds inputs by name and returns outputs by name; an in-place
+    output of the spec (``kv_out`` → ``kv``) is written into the caller's bound input buffer."""
 
     def __init__(self, path: str | Path, spec: StageSpec, providers: Sequence[str] | None = None,
                  threads: int | None = None):
@@ -57,10 +54,11 @@ class OrtStage:
             raise BackendError(f"stage {spec.name}: graph {path} inputs {names} do not match the spec {expect}")
         self._ort = ort
         self.io = self.session.io_binding()
+        self.path = Path(path)
 
     def run(self, feed: Mapping[str, np.ndarray], bound: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
         """``feed``: numpy inputs by name (dtype checked, never cast silently). ``bound``: OrtValues
-        bound as inputs *and* outputs of the same name pair (``kv`` → ``kv_out``), updated in place."""
+        bound as an input *and* as the spec's in-place output of it (``kv`` and ``kv_out``)."""
         io = self.io
         io.clear_binding_inputs()
         io.clear_binding_outputs()
@@ -76,7 +74,7 @@ class OrtStage:
             io.bind_cpu_input(t.name, np.ascontiguousarray(x))
         aliased = set()
         for t in self.spec.outputs:  # in spec order: get_outputs() returns them in binding order
-            src = t.name[: -len("_out")] if t.name.endswith("_out") else None
+            src = self.spec.inplace.get(t.name)
             if bound and src in bound:
                 io.bind_ortvalue_output(t.name, bound[src])
                 aliased.add(t.name)
@@ -91,16 +89,25 @@ class OrtStage:
         return self._ort.OrtValue.ortvalue_from_numpy(array)
 
     def new_cache(self, host: np.ndarray) -> OrtKVCache:
-        return OrtKVCache(host, self.ortvalue(host))
+        """The spec's in-place input (the KV cache) as a buffer the graph updates in place."""
+        (name,) = self.spec.inplace.values()
+        return OrtKVCache(host, self.ortvalue(host), name)
+
+    def close(self) -> None:
+        """Drop the session (ONNX Runtime frees its memory when the last reference goes)."""
+        self.io = self.session = None
 
 
 class OrtKVCache:
     """The decode cache as one host array that the graph updates in place (``kv_out`` aliases
-    ``kv``). ``bound`` is what ``OrtStage.run`` takes."""
+    ``kv``). ``bound`` is what ``OrtRunner.run`` takes."""
 
-    def __init__(self, array: np.ndarray, value):
-        self.array, self.bound = array, {"kv": value}
+    def __init__(self, array: np.ndarray, value, name: str):
+        self.array, self.bound = array, {name: value}
 
     def reorder(self, rows: np.ndarray, src: np.ndarray) -> None:
         """Beam row ``rows[i]`` becomes a copy of row ``src[i]``; only those rows are copied."""
         self.array[:, :, rows] = self.array[:, :, src]
+
+    def close(self) -> None:
+        self.bound.clear()

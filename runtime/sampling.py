@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import OptionError
+
 NEG_INF = -np.inf
 
 
@@ -53,7 +55,7 @@ class SamplingOptions:
         ]
         for ok, name, msg in checks:
             if not ok:
-                raise ValueError(f"sampling option {name}={getattr(self, name)!r} {msg}")
+                raise OptionError(name, getattr(self, name), msg)
         return self
 
     @classmethod

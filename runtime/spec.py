@@ -75,6 +75,9 @@ class StageSpec:
     # output dims that are functions of input dims (e.g. T' = (T - 1) // 2) are listed as their
     # own Dim so buffers can be sized; `derived` says how to compute them from the inputs'
     derived: Mapping[str, str] = field(default_factory=dict)
+    # outputs that are an updated copy of an input of the same shape (output -> input, e.g. the KV
+    # cache ``kv_out`` -> ``kv``): a backend that can alias them updates the input in place
+    inplace: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [d.name for d in self.dims]
@@ -91,6 +94,10 @@ class StageSpec:
         for out in self.tolerances:
             if out not in {t.name for t in self.outputs}:
                 raise ValueError(f"stage {self.name}: tolerance for unknown output {out!r}")
+        for out, inp in self.inplace.items():
+            o, i = self.output(out), self.input(inp)
+            if (o.dtype, o.shape) != (i.dtype, i.shape):
+                raise ValueError(f"stage {self.name}: in-place output {out} must have the dtype and shape of {inp}")
 
     # ------------------------------------------------------------------ derived views
 
@@ -127,6 +134,24 @@ class StageSpec:
     def free_dims(self) -> tuple[Dim, ...]:
         return tuple(d for d in self.dims if d.name not in self.derived)
 
+    def sizes_of(self, feed: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Dim sizes read off the input arrays (fixed sizes checked too), derived dims completed.
+        Raises naming the stage, tensor and both shapes when an input does not fit the spec."""
+        sizes: dict[str, int] = {}
+        for t in self.inputs:
+            if t.name not in feed:
+                continue
+            shape = tuple(np.shape(feed[t.name]))
+            if len(shape) != len(t.shape):
+                raise ValueError(f"stage {self.name}: input {t.name} has shape {shape}, the spec {t.shape}")
+            for d, n in zip(t.shape, shape):
+                if isinstance(d, int):
+                    if d != n:
+                        raise ValueError(f"stage {self.name}: input {t.name} has shape {shape}, the spec {t.shape}")
+                elif sizes.setdefault(d, int(n)) != n:
+                    raise ValueError(f"stage {self.name}: dim {d} is {sizes[d]} in one input and {n} in {t.name}")
+        return self.resolve({k: v for k, v in sizes.items() if k not in self.derived})
+
     def check_sizes(self, sizes: Mapping[str, int]) -> None:
         """Raise naming the stage, the dim and both numbers when a request is out of range."""
         for d in self.dims:
@@ -137,13 +162,26 @@ class StageSpec:
     def tolerance(self, output: str, precision: str) -> Tolerance:
         return self.tolerances.get(output, {}).get(precision, Tolerance())
 
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["tolerances"] = {k: {p: asdict(t) for p, t in v.items()} for k, v in self.tolerances.items()}
-        d["derived"] = dict(self.derived)
-        return d
+    def graph_json(self) -> dict:
+        """What shapes the traced graph: tensor names, dtypes and shapes, every dim's min and max,
+        the derived dims and the aliasing. Not the description, tolerances or ``opt`` sizes (they
+        only check or tune a graph), nor a precision (graphs are traced in fp32)."""
+        tensors = lambda ts: [[t.name, t.dtype, list(t.shape)] for t in ts]  # noqa: E731
+        return {"name": self.name, "inputs": tensors(self.inputs), "outputs": tensors(self.outputs),
+                "dims": {d.name: [d.min, d.max] for d in self.dims}, "derived": dict(self.derived),
+                "inplace": dict(self.inplace)}
 
-    def spec_hash(self) -> str:
-        """Changes whenever anything that shapes the graph or its checks changes."""
-        blob = json.dumps(self.to_json(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+    def graph_key(self) -> str:
+        """Changes exactly when the graph a spec traces changes shape (see :meth:`graph_json`)."""
+        return _digest(self.graph_json())
+
+    def check_key(self) -> str:
+        """What the parity gate's verdict depends on beyond the graph: the tolerances, the sizes
+        it checks at (``opt``) and the integer inputs' value ranges."""
+        return _digest({"tolerances": {k: {p: asdict(t) for p, t in v.items()} for k, v in self.tolerances.items()},
+                        "opt": {d.name: d.opt for d in self.dims},
+                        "ranges": {t.name: [t.low, t.high] for t in self.inputs if t.low or t.high}})
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

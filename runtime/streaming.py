@@ -20,11 +20,12 @@ What this gives and what it cannot (stated, and tested):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .config import target_mel_length
+Grid = Callable[[int], int]  # the model's mel frames for its first N codes (IndexTTS-2: floor(1.72·N))
 
 
 def fade_in(n: int) -> np.ndarray:
@@ -78,15 +79,15 @@ class ChunkPlan:
         return max(0, start - self.overlap_codes), end
 
     @staticmethod
-    def frames(a: int, e: int) -> tuple[int, int]:
+    def frames(a: int, e: int, grid: Grid) -> tuple[int, int]:
         """The segment's mel frames that codes ``[a, e)`` cover. Windows take their slice of the
-        segment's frame grid (not ``target_mel_length(e - a)``), so the streamed audio has exactly
-        the non-streamed length and every window sits where its frames are in the whole."""
-        return target_mel_length(a), target_mel_length(e)
+        segment's frame grid (not ``grid(e - a)``), so the streamed audio has exactly the
+        non-streamed length and every window sits where its frames are in the whole."""
+        return grid(a), grid(e)
 
-    def held_back(self, end: int, hop: int) -> int:
+    def held_back(self, end: int, hop: int, grid: Grid) -> int:
         """Samples at the end of a window ending at code ``end`` that the next window overlaps."""
-        f0, f1 = self.frames(self.window(end, end)[0], end)
+        f0, f1 = self.frames(self.window(end, end)[0], end, grid)
         return (f1 - f0) * hop
 
 

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indextts_trt.export.trt_plan import Profile, select_profile  # plain code, no TensorRT import
-
-from .buffers import KV_ALIASES
+from .engine_plan import Profile, select_profile
+from .gpu import import_tensorrt
 from .spec import StageSpec
 
 
@@ -65,7 +64,7 @@ class DeviceBuffer:
 class TrtKVCache:
     """Two device copies of the cache; ``cur`` is what the next step reads."""
 
-    def __init__(self, stage: TrtStage, host: np.ndarray):
+    def __init__(self, stage: TrtRunner, host: np.ndarray):
         c = stage.cudart
         self.stage, self.shape, self.dtype = stage, host.shape, host.dtype
         self.bufs = [DeviceBuffer(c, host.nbytes), DeviceBuffer(c, host.nbytes)]
@@ -96,10 +95,8 @@ class TrtKVCache:
             b.free()
 
 
-class TrtStage:
+class TrtRunner:
     def __init__(self, engine_path: str | Path, spec: StageSpec, plan_entry: dict, use_cuda_graph: bool = True):
-        from indextts_trt.export.trt_build import import_tensorrt  # stdlib + lazy tensorrt
-
         trt = import_tensorrt()
         self.trt, self.cudart, self.spec = trt, _cudart(), spec
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -112,7 +109,7 @@ class TrtStage:
         self.profile = -1
         self.buffers = {t.name: DeviceBuffer(self.cudart) for t in spec.inputs + spec.outputs}
         self.provider = f"TensorRT {trt.__version__}"
-        self.use_cuda_graph = use_cuda_graph and spec.name in KV_ALIASES
+        self.use_cuda_graph = use_cuda_graph and bool(spec.inplace)
         self._graphs: dict[tuple, object] = {}
 
     def new_cache(self, host: np.ndarray) -> TrtKVCache:
@@ -192,4 +189,10 @@ class TrtStage:
         _ok(c.cudaGraphLaunch(graph, s))
 
 
-__all__ = ["TrtStage", "TrtKVCache", "DeviceBuffer"]
+    def close(self) -> None:
+        for b in self.buffers.values():
+            b.free()
+        self.buffers.clear()
+
+
+__all__ = ["TrtRunner", "TrtKVCache", "DeviceBuffer"]

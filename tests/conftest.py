@@ -12,14 +12,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture(scope="session")
 def tiny_cfg():
-    from indextts_trt.runtime.config import tiny_config
+    from indextts_trt.runtime.indextts2.config import tiny_config
 
     return tiny_config()
 
 
 @pytest.fixture(scope="session")
 def full_cfg():
-    from indextts_trt.runtime.config import full_config
+    from indextts_trt.runtime.indextts2.config import full_config
 
     return full_config()
 
@@ -57,6 +57,7 @@ def engine_dir(tiny_ckpt, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ort_pipe(engine_dir):
-    from indextts_trt.runtime.engine import OnnxPipeline
+    from indextts_trt.runtime.pipeline import open_pipeline
 
-    return OnnxPipeline(engine_dir, threads=2)
+    with open_pipeline(engine_dir, threads=2) as pipe:
+        yield pipe

@@ -1,4 +1,4 @@
-"""The shared checkpoint helpers: clear errors naming file and key, atomic writes, weight norm."""
+"""The shared checkpoint helpers: clear errors naming file and key, weight norm."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from torch import nn
 
 from indextts_trt.reference.checkpoint_io import (
     CheckpointError,
-    atomic_dir,
-    atomic_file,
     expect_mapping,
     fold_weight_norm,
     fold_weight_norm_keys,
@@ -102,33 +100,3 @@ def test_weight_norm_keys_round_trip():
     assert torch.allclose(back["conv.weight"], sd["conv.weight"], atol=1e-6)
     with pytest.raises(CheckpointError, match="conv.weight_g"):
         fold_weight_norm_keys({"conv.weight_v": torch.ones(2, 2)})
-
-
-def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
-    out = tmp_path / "ckpt"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp:
-            (tmp / "half.pth").write_bytes(b"x")
-            raise RuntimeError("boom")
-    assert not out.exists() and list(tmp_path.iterdir()) == []
-    with atomic_dir(out) as tmp:
-        (tmp / "a").write_text("1")
-    assert (out / "a").read_text() == "1"
-    with pytest.raises(FileExistsError):
-        with atomic_dir(out):
-            pass
-    with atomic_dir(out, overwrite=True) as tmp:
-        (tmp / "b").write_text("2")
-    assert sorted(p.name for p in out.iterdir()) == ["b"] and len(list(tmp_path.iterdir())) == 1
-
-
-def test_atomic_file(tmp_path):
-    dst = tmp_path / "x.bin"
-    with pytest.raises(ValueError):
-        with atomic_file(dst) as tmp:
-            tmp.write_bytes(b"partial")
-            raise ValueError
-    assert list(tmp_path.iterdir()) == []
-    with atomic_file(dst) as tmp:
-        tmp.write_bytes(b"ok")
-    assert dst.read_bytes() == b"ok"

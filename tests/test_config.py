@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from indextts_trt.runtime.config import (
+from indextts_trt.runtime.indextts2.config import (
     ConfigError,
     dump_config,
     full_config_dict,

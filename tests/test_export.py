@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from indextts_trt.export.build import BuildError, build
-from indextts_trt.export.manifest import SCHEMA_VERSION, ManifestError, load_manifest
+from indextts_trt.runtime.manifest import SCHEMA_VERSION, ManifestError, load_manifest
 from indextts_trt.export.parity import check_stage
-from indextts_trt.export.sources import SOURCES, ReferenceModels, adapter_for, run_reference
+from indextts_trt.export.indextts2.sources import SOURCES
+from indextts_trt.export.variant import ReferenceModels, run_reference
 from indextts_trt.reference.generation import latent_inputs, latents
-from indextts_trt.runtime.stages import STAGE_ORDER, stage_specs
+from indextts_trt.runtime.indextts2.stages import stage_specs
 
 
 @pytest.fixture(scope="module")
@@ -30,35 +31,36 @@ def engines(tiny_ckpt, tmp_path_factory):
 
 def test_registry_every_stage_has_spec_source_and_parity(tiny_cfg, engines):
     specs = stage_specs(tiny_cfg)
-    assert set(STAGE_ORDER) == set(specs) == set(SOURCES)
+    assert set(specs) == set(SOURCES)
     _, rep = engines
     checked = {c.stage for c in rep.checks}
-    assert checked == set(STAGE_ORDER), f"stages without a parity check: {set(STAGE_ORDER) - checked}"
-    for name in STAGE_ORDER:  # every output of every stage, at every point
+    assert checked == set(specs), f"stages without a parity check: {set(specs) - checked}"
+    for name in specs:  # every output of every stage, at every point
         spec = specs[name]
         got = {(c.point, c.output) for c in rep.checks if c.stage == name}
         assert got == {(p, t.name) for p in ("opt", "min", "awkward", "max") for t in spec.outputs}
 
 
-def test_build_passes_and_writes_manifest_and_metadata(engines):
+def test_build_passes_and_writes_manifest_and_metadata(engines, tiny_cfg):
     out, rep = engines
-    assert rep.ok and not rep.failed and sorted(rep.built) == sorted(STAGE_ORDER)
+    order = list(stage_specs(tiny_cfg))
+    assert rep.ok and not rep.failed and rep.built == order  # in pipeline order
     m = load_manifest(out)
-    assert m["schema_version"] == SCHEMA_VERSION and set(m["stages"]) == set(STAGE_ORDER)
+    assert m["schema_version"] == SCHEMA_VERSION and list(m["stages"]) == order and m["variant"] == "indextts-2"
     st = m["stages"]["gpt_decode"]
     assert st["parity"]["passed"] and st["dims"]["CAP"]["max"] > st["dims"]["CAP"]["min"]
     assert all(len(h) == 64 for h in st["files"].values()) and st["checkpoint_files"]["gpt"]
     model = onnx.load(str(out / "gpt_decode.onnx"), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
-    assert meta["indextts_trt.stage"] == "gpt_decode" and meta["indextts_trt.spec_hash"] == st["spec_hash"]
+    assert meta["indextts_trt.stage"] == "gpt_decode" and meta["indextts_trt.graph_key"] == st["graph_key"]
     assert [i.name for i in model.graph.input] == ["mel_ids", "mel_pos", "cache_len", "kv"]
     assert "| dit_step | max |" in (out / "parity_report.md").read_text()
 
 
-def test_graphs_have_no_inf_masks(engines):
+def test_graphs_have_no_inf_masks(engines, tiny_cfg):
     """fp16 safety: no -inf / finfo.max constants in any graph (masks are -1e4 biases)."""
     out, _ = engines
-    for name in STAGE_ORDER:
+    for name in stage_specs(tiny_cfg):
         g = onnx.load(str(out / f"{name}.onnx")).graph
         for init in g.initializer:
             a = onnx.numpy_helper.to_array(init)
@@ -87,7 +89,7 @@ def test_gate_fails_on_a_perturbed_graph(tiny_ckpt, engines, tmp_path):
     biggest.CopyFrom(onnx.numpy_helper.from_array(arr, biggest.name))
     onnx.save(model, str(tmp_path / "bad.onnx"))
     sess = ort.InferenceSession(str(tmp_path / "bad.onnx"), providers=["CPUExecutionProvider"])
-    m = adapter_for(models, "gpt_layer")
+    m = models.adapter("gpt_layer")
     checks = check_stage(spec, lambda f: run_reference(m, spec, f),
                          lambda f: dict(zip(["projected"], sess.run(None, f))), SOURCES["gpt_layer"].sampler)
     assert not all(c.passed for c in checks)
@@ -112,8 +114,6 @@ def test_build_cli_fails_and_writes_nothing_when_parity_fails(tiny_ckpt, tmp_pat
 def test_bad_requests(tiny_ckpt, tmp_path, monkeypatch):
     with pytest.raises(BuildError, match="unknown stage.*nope"):
         build(tiny_ckpt, tmp_path / "a", stages=["nope"], progress=False)
-    with pytest.raises(BuildError, match="unknown precision"):
-        build(tiny_ckpt, tmp_path / "a", precision="int3", progress=False)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(ManifestError, match="newer than this tool"):
@@ -134,7 +134,7 @@ def test_bad_requests(tiny_ckpt, tmp_path, monkeypatch):
 def test_decode_adapter_equals_reference_cached_step(tiny_ckpt, tiny_cfg):
     models = ReferenceModels(tiny_ckpt)
     gpt = models.get("gpt")
-    dec, pre = adapter_for(models, "gpt_decode"), adapter_for(models, "gpt_prefill")
+    dec, pre = models.adapter("gpt_decode"), models.adapter("gpt_prefill")
     conds = torch.randn(2, tiny_cfg.gpt.condition_num_latent + 2, tiny_cfg.gpt.model_dim)
     text = torch.randint(2, 500, (2, 9))
     with torch.no_grad():
@@ -158,7 +158,7 @@ def test_decode_adapter_equals_reference_cached_step(tiny_ckpt, tiny_cfg):
 
 def test_prefill_adapter_gives_the_latent_pass(tiny_ckpt, tiny_cfg):
     models = ReferenceModels(tiny_ckpt)
-    gpt, pre = models.get("gpt"), adapter_for(models, "gpt_prefill")
+    gpt, pre = models.get("gpt"), models.adapter("gpt_prefill")
     conds = torch.randn(1, tiny_cfg.gpt.condition_num_latent + 2, tiny_cfg.gpt.model_dim)
     text_ids, codes = torch.tensor([40, 41, 300]), torch.tensor([3, 9, 60, 7])
     with torch.no_grad():
@@ -226,5 +226,6 @@ def test_code_changes_invalidate_the_cache(monkeypatch, tiny_ckpt, engines):
 
     out, _ = engines
     assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).skipped == ["vq2emb"]
-    monkeypatch.setattr(b, "code_fingerprint", lambda: "changed-code")
+    real = b.files_fingerprint
+    monkeypatch.setattr(b, "files_fingerprint", lambda files: real(files) + ("x" if b.EXPORTER_CODE[0] in files else ""))
     assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).built == ["vq2emb"]

@@ -12,11 +12,12 @@ import soundfile as sf
 import torch
 
 from indextts_trt.reference.init_checkpoints import init_checkpoints
-from indextts_trt.reference.pipeline import ReferencePipeline, SynthesisOptions
+from indextts_trt.reference.pipeline import ReferencePipeline
 from indextts_trt.runtime.audio import join_segments
 from indextts_trt.runtime.audio import AudioError
-from indextts_trt.runtime.config import load_config
-from indextts_trt.runtime.layout import CheckpointLayout
+from indextts_trt.runtime.indextts2.config import load_config
+from indextts_trt.runtime.indextts2.layout import CheckpointLayout
+from indextts_trt.runtime.options import RunOptions as SynthesisOptions
 from indextts_trt.runtime.sampling import SamplingOptions
 from indextts_trt.runtime.text import TextError
 

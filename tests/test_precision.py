@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from indextts_trt.export.precision import analyze_stage, leaf_modules, markdown, reduced
-from indextts_trt.export.sources import ReferenceModels, adapter_for, run_reference
-from indextts_trt.runtime.stages import stage_specs
+from indextts_trt.export.variant import ReferenceModels, generic_inputs, run_reference
+from indextts_trt.runtime.indextts2.stages import stage_specs
+
+SAMPLER = generic_inputs  # gpt_layer's parity inputs are plain normal floats
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +19,7 @@ def models(tiny_ckpt):
 
 
 def test_reduced_rounds_outputs_and_restores_weights(models):
-    m = adapter_for(models, "gpt_layer")
+    m = models.adapter("gpt_layer")
     spec = stage_specs(models.cfg)["gpt_layer"]
     feed = {"latent": np.random.default_rng(0).standard_normal((1, 9, models.cfg.gpt.model_dim)).astype(np.float32)}
     before = {k: v.clone() for k, v in m.state_dict().items()}
@@ -34,7 +36,7 @@ def test_reduced_rounds_outputs_and_restores_weights(models):
 @pytest.mark.parametrize("stage", ["gpt_layer", "length_regulator", "campplus", "dit_step"])
 def test_analysis_reports_errors_with_and_without_islands(models, stage):
     spec = stage_specs(models.cfg)[stage]
-    r = analyze_stage(adapter_for(models, stage), spec, "fp16")
+    r = analyze_stage(models.adapter(stage), spec, models.variant.sources[stage].sampler, "fp16")
     assert set(r.errors_without) == {t.name for t in spec.outputs}
     assert all(np.isfinite(e["max_abs_err"]) and e["max_abs_err"] > 0 for e in r.errors_without.values())
     assert r.passed_with and (r.passed_without or r.islands)
@@ -42,7 +44,7 @@ def test_analysis_reports_errors_with_and_without_islands(models, stage):
 
 
 def test_overflow_becomes_an_fp32_island_in_fp16_not_in_bf16(models):
-    m = adapter_for(models, "gpt_layer")
+    m = models.adapter("gpt_layer")
     spec = stage_specs(models.cfg)["gpt_layer"]
     leaves = leaf_modules(m)
     first = next(p for p, mod in leaves.items() if isinstance(mod, torch.nn.Linear))
@@ -51,8 +53,8 @@ def test_overflow_becomes_an_fp32_island_in_fp16_not_in_bf16(models):
         saved = w.clone()
         w.mul_(3e5)  # its outputs now exceed fp16's 65 504, as BigVGAN's or a norm's might
         try:
-            r16 = analyze_stage(m, spec, "fp16")
-            r_bf = analyze_stage(m, spec, "bf16")
+            r16 = analyze_stage(m, spec, SAMPLER, "fp16")
+            r_bf = analyze_stage(m, spec, SAMPLER, "bf16")
         finally:
             w.copy_(saved)
     assert not r16.passed_without and not all(np.isfinite(e["measure"]) for e in r16.errors_without.values())
@@ -60,4 +62,4 @@ def test_overflow_becomes_an_fp32_island_in_fp16_not_in_bf16(models):
     assert r16.max_abs_activation > 65504
     assert r_bf.overflow == []  # bf16 has fp32's range
     with pytest.raises(ValueError, match="int8"):
-        analyze_stage(m, spec, "int8")
+        analyze_stage(m, spec, SAMPLER, "int8")

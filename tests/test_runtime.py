@@ -11,7 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from indextts_trt.runtime.engine import EngineError, OnnxPipeline, RunOptions, nearest_index
+from indextts_trt.runtime.numerics import nearest_index
+from indextts_trt.runtime.options import RunOptions
+from indextts_trt.runtime.pipeline import EngineError, open_pipeline
 from indextts_trt.runtime.sampling import SamplingOptions
 
 TEXT = "Hello there. This is a test of the toolchain."
@@ -32,10 +34,8 @@ def _snr(ref, got):
 @pytest.mark.parametrize("sampling", [SamplingOptions.greedy(max_new_tokens=60), SamplingOptions(max_new_tokens=60)],
                          ids=["greedy", "seeded-sampling"])
 def test_runtime_matches_reference(ort_pipe, ref_pipe, prompt_wav, sampling):
-    from indextts_trt.reference.pipeline import SynthesisOptions
-
     kw = dict(max_text_tokens_per_segment=8, sampling=sampling, diffusion_steps=4, seed=11)
-    ref = ref_pipe.synthesize(TEXT, prompt_wav, options=SynthesisOptions(**kw))
+    ref = ref_pipe.synthesize(TEXT, prompt_wav, options=RunOptions(**kw))
     got = ort_pipe.synthesize(TEXT, prompt_wav, options=RunOptions(**kw))
     assert len(ref.segments) == len(got.segments) >= 2
     for r, g in zip(ref.segments, got.segments):
@@ -83,27 +83,27 @@ def test_decode_steps_reuse_one_cache_buffer(ort_pipe, prompt_wav):
 
 def test_engine_dir_validation(engine_dir, tmp_path):
     with pytest.raises(EngineError, match="no manifest.json"):
-        OnnxPipeline(tmp_path)
+        open_pipeline(tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(engine_dir, broken)
     m = json.loads((broken / "manifest.json").read_text())
-    m["stages"]["dit_step"]["spec_hash"] = "0" * 16
+    m["stages"]["dit_step"]["graph_key"] = "0" * 16
     (broken / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(EngineError, match="dit_step .*another spec"):
-        OnnxPipeline(broken)
+        open_pipeline(broken)
     del m["stages"]["bigvgan"]
     (broken / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(EngineError, match="lacks stage.*bigvgan"):
-        OnnxPipeline(broken)
+        open_pipeline(broken)
     m["schema_version"] = 99
     (broken / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(EngineError, match="newer"):
-        OnnxPipeline(broken)
+        open_pipeline(broken)
 
 
 def test_requests_beyond_a_range_name_both_numbers(ort_pipe):
     with pytest.raises(ValueError, match=r"stage vq2emb: N = 100000 is outside the supported range \[1, \d+\]"):
-        ort_pipe.run("vq2emb", {"N": 100000}, codes=np.zeros((1, 100000), np.int64))
+        ort_pipe.run("vq2emb", codes=np.zeros((1, 100000), np.int64))
 
 
 def test_nearest_index_matches_torch():
@@ -128,12 +128,12 @@ def test_saved_voice_round_trip_and_invalidation(ort_pipe, prompt_wav, tmp_path)
 
     opts = RunOptions(sampling=SamplingOptions.greedy(max_new_tokens=20), diffusion_steps=2)
     ort_pipe.save_voice(tmp_path, "alice", prompt_wav)
-    assert (tmp_path / "alice.safetensors").is_file() and json.loads((tmp_path / "alice.json").read_text())["format"] == 1
+    assert (tmp_path / "alice.safetensors").is_file() and json.loads((tmp_path / "alice.json").read_text())["format"] == 2
     a = ort_pipe.synthesize("Hello.", prompt_wav, options=opts)
     b = ort_pipe.synthesize("Hello.", ort_pipe.load_voice(tmp_path, "alice"), options=opts)
     assert np.array_equal(a.wav, b.wav)
     meta = json.loads((tmp_path / "alice.json").read_text())
-    meta["engines"] = "0" * 16
+    meta["origin"]["engines"] = "0" * 16
     (tmp_path / "alice.json").write_text(json.dumps(meta))
     with pytest.raises(VoiceError, match="made with other engines"):
         ort_pipe.load_voice(tmp_path, "alice")

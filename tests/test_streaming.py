@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from indextts_trt.runtime.config import target_mel_length
-from indextts_trt.runtime.engine import RunOptions
+from indextts_trt.runtime.indextts2.config import target_mel_length
+from indextts_trt.runtime.options import RunOptions
 from indextts_trt.runtime.sampling import BeamSearch, SamplingOptions
 from indextts_trt.runtime.streaming import ChunkPlan, Crossfader, fade_in
 
@@ -44,8 +44,8 @@ def test_windows_of_one_signal_crossfade_back_to_it(chunk, overlap, n_codes):
     fader, out, done = Crossfader(), [], 0
     while done < n_codes:
         end = min(done + chunk, n_codes)
-        f0, f1 = plan.frames(*plan.window(done, end))
-        keep = plan.held_back(end, HOP) if end < n_codes else 0
+        f0, f1 = plan.frames(*plan.window(done, end), target_mel_length)
+        keep = plan.held_back(end, HOP, target_mel_length) if end < n_codes else 0
         out.append(fader.push(whole[f0 * HOP:f1 * HOP], keep))
         done = end
     out.append(fader.flush())
@@ -111,7 +111,7 @@ def test_chunked_stream_matches_synthesis_within_tolerance(ort_pipe, prompt_wav,
     assert got.shape == whole.wav.shape  # windows tile the segment's frame grid exactly
     assert _snr(whole.wav, got) > STREAM_SNR_DB
     # the bound has teeth: windows with their own frame count (off the segment's grid) fail it
-    monkeypatch.setattr(ChunkPlan, "frames", staticmethod(lambda a, e: (0, target_mel_length(e - a))))
+    monkeypatch.setattr(ChunkPlan, "frames", staticmethod(lambda a, e, grid: (0, grid(e - a))))
     off = np.concatenate(list(ort_pipe.stream(TEXT, prompt_wav, options=opts, chunk=ChunkPlan(12, 4))))
     n = min(len(off), len(whole.wav))
     assert _snr(whole.wav[:n], off[:n]) < STREAM_SNR_DB

@@ -10,16 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from indextts_trt.export.trt_plan import (
-    StagePlan,
-    engine_compat_error,
-    island_nodes,
-    make_plan,
-    profiles_for,
-    select_profile,
-)
-from indextts_trt.runtime.buffers import plan_buffers, total_bytes
-from indextts_trt.runtime.stages import STAGE_ORDER, stage_specs
+from indextts_trt.export.trt_plan import StagePlan, island_nodes, make_plan, profiles_for
+from indextts_trt.runtime.engine_plan import engine_compat_error, select_profile
+from indextts_trt.runtime.indextts2.stages import stage_specs
 
 
 def test_profiles_cover_every_input_and_split_long_ranges(full_cfg, tiny_cfg):
@@ -36,7 +29,8 @@ def test_profiles_cover_every_input_and_split_long_ranges(full_cfg, tiny_cfg):
             assert min(p.dims[d.name][0] for p in profs) == d.min and max(p.dims[d.name][2] for p in profs) == d.max
     dit = profiles_for(specs["dit_step"])
     assert [p.name for p in dit] == ["short", "long"]
-    assert dit[0].shapes["x"]["max"] == [2, full_cfg.n_mels, 1024] and dit[1].shapes["x"]["max"][2] == 4480
+    assert dit[0].shapes["x"]["max"] == [2, full_cfg.n_mels, 1024]
+    assert dit[1].shapes["x"]["max"][2] == specs["dit_step"].dim_map["T"].max
     assert select_profile(dit, {"B2": 2, "T": 600}) == 0 and select_profile(dit, {"B2": 2, "T": 2000}) == 1
     assert select_profile(dit, {"B2": 2, "T": 1024}) == 0  # the tighter of two covering profiles
     with pytest.raises(ValueError, match="no optimization profile covers .*5000"):
@@ -53,11 +47,11 @@ def _analysis(manifest, precision, islands=None):
 
 
 def test_plan_fp32_and_cache_keys(engine_dir, tiny_cfg):
-    from indextts_trt.export.manifest import load_manifest
+    from indextts_trt.runtime.manifest import load_manifest
 
     man = load_manifest(engine_dir)
     plan = make_plan(engine_dir, man, stage_specs(tiny_cfg), "fp32")
-    assert set(plan["stages"]) == set(STAGE_ORDER)
+    assert set(plan["stages"]) == set(stage_specs(tiny_cfg))
     sp = StagePlan.from_json(json.loads(json.dumps(plan["stages"]["dit_step"])))  # JSON round trip
     assert sp.precision == "fp32" and not sp.fp32_nodes and sp.engine == "dit_step.fp32.engine"
     k = sp.cache_key("10.1.0", "9.0")
@@ -73,7 +67,7 @@ def test_plan_fp32_and_cache_keys(engine_dir, tiny_cfg):
 
 
 def test_plan_fp16_applies_the_analysis(engine_dir, tiny_cfg):
-    from indextts_trt.export.manifest import load_manifest
+    from indextts_trt.runtime.manifest import load_manifest
 
     man, specs = load_manifest(engine_dir), stage_specs(tiny_cfg)
     with pytest.raises(ValueError, match="no fp16 analysis"):
@@ -116,39 +110,25 @@ def test_engine_compatibility_messages():
         "built for")[1].split("Rebuild")[0]  # only what differs is named
 
 
-def test_buffer_plan_aliases_the_cache_for_ort_and_ping_pongs_for_trt(full_cfg):
-    spec = stage_specs(full_cfg)["gpt_decode"]
-    g = full_cfg.gpt
-    ort = {b.tensor: b for b in plan_buffers(spec, "ort")}
-    trt = {b.tensor: b for b in plan_buffers(spec, "trt")}
-    cap = spec.dim_map["CAP"].max
-    kv_bytes = g.layers * 2 * 8 * g.heads * cap * (g.model_dim // g.heads) * 4
-    assert ort["kv"].nbytes == kv_bytes and ort["kv_out"].nbytes == 0 and ort["kv_out"].shares_with == "kv"
-    assert trt["kv"].nbytes == trt["kv_out"].nbytes == kv_bytes
-    assert total_bytes(list(trt.values())) - total_bytes(list(ort.values())) == kv_bytes
-    # sized by the profiles when given: the short decode profile needs far less
-    short = profiles_for(spec)[0]
-    assert {b.tensor: b for b in plan_buffers(spec, "trt", [short.dims])}["kv"].nbytes < kv_bytes / 2
-    with pytest.raises(ValueError, match="unknown backend"):
-        plan_buffers(spec, "cuda")
-
-
 def test_backend_choice(engine_dir, tmp_path):
-    from indextts_trt.runtime.engine import EngineError, OnnxPipeline, choose_backend
+    from indextts_trt.runtime.pipeline import open_pipeline
+    from indextts_trt.runtime.runners import BackendError, choose_backend
 
     man = json.loads((engine_dir / "manifest.json").read_text())
-    b, why = choose_backend(engine_dir, man, "auto")
+    stages = list(man["stages"])
+    b, why = choose_backend(engine_dir, man, stages, "auto")
     assert b == "ort" and why.startswith("no TensorRT engines in") and "--precision fp16" in why
     man["stages"]["dit_step"]["trt"] = {"engine": "dit_step.fp16.engine"}
-    assert "no TensorRT engine for semantic_encoder" in choose_backend(engine_dir, man, "auto")[1]
-    assert "dit_step" not in choose_backend(engine_dir, man, "auto")[1]
-    with pytest.raises(EngineError, match="no TensorRT engine"):
-        choose_backend(engine_dir, man, "trt")
+    assert "no TensorRT engine for semantic_encoder" in choose_backend(engine_dir, man, stages, "auto")[1]
+    assert "dit_step" not in choose_backend(engine_dir, man, stages, "auto")[1]
+    with pytest.raises(BackendError, match="no TensorRT engine"):
+        choose_backend(engine_dir, man, stages, "trt")
     for st in man["stages"].values():
         st["trt"] = {"stage": "x", "engine": "x.engine", "version": "10.1.0", "gpu": "H100", "compute_capability": "9.0"}
-    b, why = choose_backend(engine_dir, man, "auto")
+    b, why = choose_backend(engine_dir, man, stages, "auto")
     assert b == "ort" and why.startswith("TensorRT cannot run here")
-    assert OnnxPipeline(engine_dir, backend="auto").backend == "ort"
+    with open_pipeline(engine_dir, backend="auto") as pipe:
+        assert pipe.backend == "ort"
 
 
 def test_build_fp16_without_tensorrt_writes_graphs_and_plan_then_stops(tiny_ckpt, tmp_path):
@@ -180,7 +160,7 @@ def test_build_fp16_without_tensorrt_writes_graphs_and_plan_then_stops(tiny_ckpt
 
 
 def _need_trt():
-    from indextts_trt.export.trt_build import TensorRTUnavailable, gpu_info, import_tensorrt
+    from indextts_trt.runtime.gpu import TensorRTUnavailable, gpu_info, import_tensorrt
 
     try:
         import_tensorrt()
@@ -197,22 +177,24 @@ def test_trt_engines_build_and_match_onnxruntime(tiny_ckpt, engine_dir, tmp_path
     out = tmp_path / "eng"
     shutil.copytree(engine_dir, out)
     plan = plan_engines(tiny_ckpt, out, "fp16", progress=False)
-    assert len(build_and_check(out, plan, None, force=True)) == len(STAGE_ORDER)
+    assert len(build_and_check(out, plan, None, force=True)) == len(plan["stages"])
 
 
 @pytest.mark.trt
 def test_trt_pipeline_gives_the_onnxruntime_codes(tiny_ckpt, engine_dir, tmp_path, prompt_wav):
     _need_trt()
     from indextts_trt.export.engines import build_and_check, plan_engines
-    from indextts_trt.runtime.engine import OnnxPipeline, RunOptions
+    from indextts_trt.runtime.options import RunOptions
+    from indextts_trt.runtime.pipeline import open_pipeline
     from indextts_trt.runtime.sampling import SamplingOptions
 
     out = tmp_path / "eng32"
     shutil.copytree(engine_dir, out)
     build_and_check(out, plan_engines(tiny_ckpt, out, "fp32", progress=False), None, force=True)
     opts = RunOptions(sampling=SamplingOptions.greedy(max_new_tokens=30), diffusion_steps=3)
-    a = OnnxPipeline(out, backend="ort").synthesize("Hello there.", prompt_wav, options=opts)
-    b = OnnxPipeline(out, backend="trt").synthesize("Hello there.", prompt_wav, options=opts)
+    with open_pipeline(out, backend="ort") as pa, open_pipeline(out, backend="trt") as pb:
+        a = pa.synthesize("Hello there.", prompt_wav, options=opts)
+        b = pb.synthesize("Hello there.", prompt_wav, options=opts)
     assert [s.codes.tolist() for s in a.segments] == [s.codes.tolist() for s in b.segments]
     d = a.wav.astype(np.float64) - b.wav
     assert 10 * np.log10((a.wav.astype(np.float64) ** 2).sum() / max((d ** 2).sum(), 1e-30)) > 40

@@ -41,12 +41,22 @@ def povey_window(n: int = FRAME) -> np.ndarray:
     return np.power(np.hanning(n), 0.85)  # symmetric Hann^0.85
 
 
+def fbank_frames(n_samples: int) -> int:
+    """Kaldi frames of an ``n_samples`` signal (``snip_edges``: whole 400-sample frames only)."""
+    return 1 + (n_samples - FRAME) // HOP if n_samples >= FRAME else 0
+
+
+def w2v_frames(n_samples: int, stride: int = 2) -> int:
+    """w2v-bert input frames: Kaldi frames padded to a multiple of ``stride``, then stacked."""
+    return -(-fbank_frames(n_samples) // stride)
+
+
 def log_fbank(wav: np.ndarray, num_bins: int = 80, sr: int = 16000, scale: float = 1.0) -> np.ndarray:
     """(T, num_bins) Kaldi log-mel energies, T = 1 + (N - 400) // 160 (snip_edges)."""
     x = np.asarray(wav, dtype=np.float64) * scale
     if len(x) < FRAME:
         raise ValueError(f"audio of {len(x)} samples is shorter than one {FRAME}-sample frame")
-    n_frames = 1 + (len(x) - FRAME) // HOP
+    n_frames = fbank_frames(len(x))
     idx = np.arange(FRAME)[None, :] + HOP * np.arange(n_frames)[:, None]
     frames = x[idx]  # (T, 400)
     frames = frames - frames.mean(axis=1, keepdims=True)  # remove DC offset

@@ -8,8 +8,6 @@ derives 16 kHz with torchaudio's sinc-Hann resampler. torchaudio has no CPU buil
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,17 +99,10 @@ def write_wav_int16(path: str | Path, wav: np.ndarray, sr: int) -> Path:
     path = Path(path)
     wav = np.asarray(wav)
     if wav.dtype != np.int16:
-        wav = np.clip(np.round(wav.astype(np.float64) * 32767.0), -32767, 32767).astype(np.int16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, wav, sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        wav = to_int16(wav)
+    from ..files import atomic_write
+
+    return atomic_write(path, lambda tmp: sf.write(tmp, wav, sr, subtype="PCM_16", format="WAV"))
 
 
 INTERVAL_SILENCE_MS = 200

@@ -42,6 +42,11 @@ def slaney_mel_basis(sr: int = 22050, n_fft: int = 1024, n_mels: int = 80, fmin:
     return w.astype(np.float32)
 
 
+def mel_frames(n_samples: int, hop: int = 256) -> int:
+    """Frames of :func:`mel_spectrogram` for ``n_samples`` (reflect padding keeps floor(N / hop))."""
+    return n_samples // hop
+
+
 def mel_spectrogram(wav: np.ndarray, n_fft: int = 1024, hop: int = 256, win: int = 1024, n_mels: int = 80,
                     sr: int = 22050, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
     """(n_mels, floor(N / hop)) float32 log-mel."""

@@ -10,8 +10,6 @@ upper-cased as upstream's pre-tokenizer leaves them.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +79,6 @@ def train_bpe_model(out_path: str | Path, vocab_size: int, seed: int = 0) -> Pat
         max_sentence_length=16384,
         minloglevel=2,
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_path
+    from ..files import write_bytes_atomic
+
+    return write_bytes_atomic(out_path, buf.getvalue())

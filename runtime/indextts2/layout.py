@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, IndexTTSConfig, load_config
+from ..config import ConfigError
+from .config import IndexTTSConfig, load_config
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,16 @@
 """The stage specs of IndexTTS-2, derived from the config (torch-free: the runtime sizes its
-buffers from the same objects the exporter traces with).
+buffers from the same objects the exporter traces with). The dict's order is the stage order.
 
-Ranges cover the real limits: prompts ≤ 15 s (≤ 750 w2v frames at 50 Hz, ≤ 1 498 Kaldi frames at
-100 Hz, ≤ 1 292 mel frames), text ≤ 600 tokens (+2 bounds), up to 1 815 mel codes (+2), the DiT over
-prompt + generated frames (≤ 1 292 + floor(1.72 · 1 815) < 4 480), beams × batch ≤ 8.
+Ranges cover every input the front ends accept: the longest prompt (``audio.limits``: 15 s gives
+749 w2v frames at 50 Hz, 1 498 Kaldi frames, 1 291 mel frames), text ≤ ``max_text_tokens`` (+2
+bounds), up to ``max_mel_tokens`` codes (+2), the DiT over prompt + generated frames, beams ≤ 8.
 """
 
 from __future__ import annotations
 
-from .config import IndexTTSConfig
-from .spec import Dim, StageSpec, TensorSpec, Tolerance
+from ..audio.limits import longest_prompt
+from ..spec import Dim, StageSpec, TensorSpec, Tolerance
+from .config import IndexTTSConfig, target_mel_length
 
 F32, I64 = "float32", "int64"
 
@@ -24,10 +25,6 @@ VELOCITY = {"fp32": Tolerance("quantile", atol=1e-4, rtol=1e-4, quantile=0.999),
 WAVE = {"fp32": Tolerance("snr", snr_db=60.0), "fp16": Tolerance("snr", snr_db=30.0), "bf16": Tolerance("snr", snr_db=25.0)}
 EXACT = {"fp32": Tolerance("exact"), "fp16": Tolerance("exact"), "bf16": Tolerance("exact")}
 
-# time ranges shared by the stages (frames)
-MAX_W2V = 752  # 15 s at 50 Hz, even
-MAX_FBANK = 1500  # 15 s of 10 ms Kaldi frames
-MAX_MEL_FRAMES = 4480  # DiT: prompt (≤ 1292) + generated (≤ floor(1.72·1815) = 3121)
 MAX_BEAMS = 8
 
 
@@ -46,7 +43,9 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
     max_codes = g.max_mel_tokens + 2  # [start, c1..cN, stop]
     max_text = g.max_text_tokens + 2
     lr_ch = cfg.s2mel.length_regulator.channels
-    t50 = _dim("T50", 4, 250, MAX_W2V)
+    prompt = longest_prompt(hop=cfg.hop_length)
+    gen_frames = target_mel_length(g.max_mel_tokens)  # the most mel frames one segment generates
+    t50 = _dim("T50", 4, 250, prompt.w2v)
     specs = [
         StageSpec(
             "semantic_encoder", "w2v-bert-2.0 feature projection + first layers + stats normalization",
@@ -68,7 +67,7 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
             "campplus", "CAM++ speaker model on the mean-normalized Kaldi fbank",
             inputs=(TensorSpec("fbank", F32, (1, "T_fbank", 80)),),
             outputs=(TensorSpec("style", F32, (1, style)),),
-            dims=(_dim("T_fbank", 48, 500, MAX_FBANK),), tolerances={"style": MAX_FP32}),
+            dims=(_dim("T_fbank", 48, 500, prompt.fbank),), tolerances={"style": MAX_FP32}),
         StageSpec(
             "speaker_conditioning", "speaker conformer + perceiver → conditioning latents",
             inputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
@@ -103,7 +102,7 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
             outputs=(TensorSpec("logits", F32, ("B", g.number_mel_codes)),
                      TensorSpec("kv_out", F32, (layers, 2, "B", heads, "CAP", hd))),
             dims=(_dim("B", 1, 3, MAX_BEAMS), _dim("CAP", conds + 8, conds + 400, conds + max_text + max_codes + 1)),
-            tolerances={"logits": LOGITS, "kv_out": MAX_FP32}),
+            tolerances={"logits": LOGITS, "kv_out": MAX_FP32}, inplace={"kv_out": "kv"}),
         StageSpec(
             "gpt_layer", "S2Mel gpt_layer: GPT latents → semantic embedding space",
             inputs=(TensorSpec("latent", F32, (1, "N", d)),),
@@ -113,7 +112,8 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
             "length_regulator", "length regulator; the nearest-interpolation source index is an input",
             inputs=(TensorSpec("content", F32, (1, "T_in", ds)), TensorSpec("src_index", I64, ("T_out",), 0, -1)),
             outputs=(TensorSpec("cond", F32, (1, "T_out", lr_ch)),),
-            dims=(_dim("T_in", 1, 200, max_codes), _dim("T_out", 1, 344, MAX_MEL_FRAMES)),
+            # T_in: the prompt's semantic frames (speaker conditioning) or a segment's codes
+            dims=(_dim("T_in", 1, 200, max(max_codes, prompt.w2v)), _dim("T_out", 1, 344, max(prompt.mel, gen_frames))),
             tolerances={"cond": MAX_FP32}),
         StageSpec(
             "dit_step", "one DiT estimator evaluation on the CFG batch [cond; uncond]",
@@ -121,20 +121,15 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
                     TensorSpec("x_lens", I64, ("B2",), -1, -1), TensorSpec("t", F32, ("B2",)),
                     TensorSpec("style", F32, ("B2", style)), TensorSpec("cond", F32, ("B2", "T", lr_ch))),
             outputs=(TensorSpec("velocity", F32, ("B2", n_mels, "T")),),
-            dims=(_dim("B2", 1, 2, 2), _dim("T", 8, 600, MAX_MEL_FRAMES)),
+            dims=(_dim("B2", 1, 2, 2), _dim("T", 8, 600, prompt.mel + gen_frames)),
             tolerances={"velocity": VELOCITY}),
         StageSpec(
             "bigvgan", "BigVGAN v2 vocoder: mel → 22.05 kHz waveform",
             inputs=(TensorSpec("mel", F32, (1, n_mels, "T_mel")),),
             outputs=(TensorSpec("wav", F32, (1, 1, "T_wav")),),
-            dims=(_dim("T_mel", 1, 200, MAX_MEL_FRAMES), _dim("T_wav", cfg.hop_length, 200 * cfg.hop_length,
-                                                             MAX_MEL_FRAMES * cfg.hop_length)),
+            dims=(_dim("T_mel", 1, 200, gen_frames), _dim("T_wav", cfg.hop_length, 200 * cfg.hop_length,
+                                                          gen_frames * cfg.hop_length)),
             derived={"T_wav": f"{cfg.hop_length} * T_mel"},
             tolerances={"wav": WAVE}),
     ]
     return {s.name: s for s in specs}
-
-
-STAGE_ORDER = ("semantic_encoder", "semantic_codec", "vq2emb", "campplus", "speaker_conditioning",
-               "emotion_conditioning", "gpt_prefill", "gpt_decode", "gpt_layer", "length_regulator", "dit_step",
-               "bigvgan")

@@ -25,10 +25,8 @@ def _relative_key_float_clamp(module, query, key):
 
 
 @contextlib.contextmanager
-def export_patches(stage: str) -> Iterator[None]:
-    if stage != "semantic_encoder":
-        yield
-        return
+def relative_key_float_clamp() -> Iterator[None]:
+    """The semantic encoder's export patch: transformers' relative-key bias, float-clamped."""
     from transformers.models.wav2vec2_bert import modeling_wav2vec2_bert as hf
 
     original = hf._apply_relative_key_position_encoding

@@ -1,0 +1,259 @@
+"""IndexTTS-2's stage sequence over the generic pipeline.
+
+conditioning (cached per prompt) → per segment: emovec, GPT prefill, decode steps on the in-place
+KV cache with the numpy beam sampler, latent pass (the prefill graph), S2Mel projections, the CFM
+loop with CFG, BigVGAN → segments joined with the interval silence, as upstream. Every stage is
+checked against its ranges before it runs (``Pipeline.run``). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import campplus_features, load_emotion_prompt, load_prompt, mel_spectrogram, seamless_fbank
+from ..cfm import cfg_batch, cfm_noise, solve_euler
+from ..emotion import apply_vector, mix_emovec, preset_emovec, resolve_emotion
+from ..numerics import nearest_index
+from ..options import RunOptions
+from ..pipeline import Pipeline, Segment, timed
+from ..sampling import BeamSearch, SamplingOptions
+from ..streaming import ChunkPlan, Crossfader
+from ..text import TextNormalizer, TextTokenizer, text_to_segments
+from .config import max_new_codes, target_mel_length
+
+
+@dataclass
+class Conditioning:
+    """Everything computed once per speaker prompt (upstream caches the same tensors)."""
+
+    spk: np.ndarray  # (1, T50, semantic_dim) normalized w2v-bert features
+    prompt_condition: np.ndarray  # (1, T_ref, C) length-regulated quantized features
+    ref_mel: np.ndarray  # (1, n_mels, T_ref)
+    style: np.ndarray  # (1, style_dim) CAMPPlus vector
+
+
+@dataclass
+class Request:
+    segments: list[list[int]]  # text token ids per segment
+    c: Conditioning
+    conds: np.ndarray  # (1, num_latent + 2, D): the GPT's conditioning rows, emotion mixed in
+
+
+class IndexTTS2Pipeline(Pipeline):
+    voice_stages = ("semantic_encoder", "semantic_codec", "campplus", "length_regulator")
+
+    def __init__(self, engine_dir: str | Path, **kw):
+        super().__init__(engine_dir, **kw)
+        from safetensors.numpy import load_file
+
+        self.sample_rate = self.cfg.sample_rate
+        self.host = load_file(str(self.dir / "host_data.safetensors"))
+        self.normalizer = TextNormalizer()
+        self.tokenizer = TextTokenizer(self.dir / "bpe.model")
+        self._cache: dict[tuple[str, float], Conditioning] = {}
+
+    # ------------------------------------------------------------------ conditioning
+
+    def semantic(self, wav16k: np.ndarray) -> np.ndarray:
+        feats, mask = seamless_fbank(wav16k)
+        return self.run("semantic_encoder", input_features=feats[None],
+                        attention_mask=mask[None].astype(np.int64))["semantic_features"]
+
+    def speaker(self, path: str | Path | Conditioning) -> Conditioning:
+        if isinstance(path, Conditioning):
+            return path
+        p = Path(path)
+        key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0)
+        if key in self._cache:
+            return self._cache[key]
+        prompt = load_prompt(p)
+        spk = self.semantic(prompt.wav16k)
+        quant = self.run("semantic_codec", semantic_features=spk)["quantized"]
+        ref_mel = mel_spectrogram(prompt.wav22k)[None]
+        style = self.run("campplus", fbank=campplus_features(prompt.wav16k)[None])["style"]
+        pc = self.run("length_regulator", content=quant,
+                      src_index=nearest_index(spk.shape[1], ref_mel.shape[-1]))["cond"]
+        cond = Conditioning(spk, pc, ref_mel, style)
+        self._cache = {key: cond}  # upstream keeps only the last prompt
+        return cond
+
+    def voice_tensors(self, speaker) -> dict[str, np.ndarray]:
+        c = self.speaker(speaker)
+        return {"spk": c.spk, "prompt_condition": c.prompt_condition, "ref_mel": c.ref_mel, "style": c.style}
+
+    def voice_from_tensors(self, t: dict[str, np.ndarray]) -> Conditioning:
+        return Conditioning(t["spk"], t["prompt_condition"], t["ref_mel"], t["style"])
+
+    def emovec(self, emb: np.ndarray) -> np.ndarray:
+        return self.run("emotion_conditioning", semantic_features=emb)["emovec"]
+
+    def gpt_conditioning(self, c: Conditioning, emotion_audio, options: RunOptions) -> np.ndarray:
+        """(1, num_latent + 2, D): speaker latents + the emovec (emotion audio or vector mixed in
+        as upstream), then the two speed rows."""
+        alpha, vec, emotion_audio = resolve_emotion(options.emo_alpha, options.emotion_vector, emotion_audio)
+        emo = None if emotion_audio is None else self.emovec(self.semantic(load_emotion_prompt(emotion_audio)))
+        emovec = mix_emovec(self.emovec(c.spk), emo, alpha)
+        if vec is not None:
+            emovec = apply_vector(emovec, vec, preset_emovec(vec, c.style, self.host["spk_matrix"],
+                                                             self.host["emo_matrix"], self.cfg.emo_num))
+        lat = self.run("speaker_conditioning", semantic_features=c.spk)["latents"]
+        return np.concatenate([lat + emovec[:, None, :], self.host["speed_rows"][None]], axis=1).astype(np.float32)
+
+    # ------------------------------------------------------------------ GPT
+
+    def prefill(self, conds: np.ndarray, text: np.ndarray, mel_ids: np.ndarray, mel_pos: np.ndarray) -> dict:
+        return self.run("gpt_prefill", conds=conds, text_ids=text, mel_ids=mel_ids, mel_pos=mel_pos)
+
+    def generate(self, conds: np.ndarray, text: np.ndarray, opts: SamplingOptions) -> tuple[np.ndarray, bool]:
+        for search in self.generate_steps(conds, text, opts):
+            pass
+        return search.finalize(), search.hit_stop
+
+    def generate_steps(self, conds: np.ndarray, text: np.ndarray, opts: SamplingOptions):
+        """Yields the beam search after every sampling step (its ``committed()`` codes are final);
+        the last one yielded is done."""
+        g = self.cfg.gpt
+        start = g.start_mel_token
+        opts = opts.replace(max_new_tokens=max_new_codes(self.cfg, opts.max_new_tokens))
+        out = self.prefill(conds, text, np.array([[start]], np.int64), np.zeros((1, 1), np.int64))
+        kv0, logits = out["kv"], out["logits"]
+        s = kv0.shape[4]
+        search = BeamSearch(opts, np.array([1] * (s - 1) + [start]), logits.shape[-1], g.stop_mel_token,
+                            suppress_tokens=(start,))
+        nb = search.num_beams
+        cap = s + opts.max_new_tokens + 1
+        spec = self.specs["gpt_decode"]
+        spec.check_sizes({"B": nb, "CAP": cap})
+        # fixed-capacity cache, allocated once per segment; the decode graph writes into it in place
+        kv = np.zeros(spec.shape(spec.input("kv"), spec.resolve({"B": nb, "CAP": cap})), np.float32)
+        kv[..., :s, :] = kv0
+        dec = self.stage("gpt_decode")
+        cache = dec.new_cache(kv)
+        try:
+            rows = np.repeat(logits, nb, axis=0)
+            k = 0
+            while True:
+                tokens, beam_index = search.step(rows)
+                k += 1
+                yield search
+                if search.done:
+                    break
+                changed = np.nonzero(beam_index != np.arange(nb))[0]
+                if changed.size:  # copy only the rows whose beam changed, not the whole cache
+                    cache.reorder(changed, beam_index[changed])
+                rows = self.run("gpt_decode", bound=cache.bound, mel_ids=tokens[:, None],
+                                mel_pos=np.full((nb, 1), k + 1, np.int64),
+                                cache_len=np.array([s + k - 1], np.int64))["logits"]
+        finally:
+            cache.close()
+
+    def latents(self, conds: np.ndarray, text: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        g = self.cfg.gpt
+        mel = np.concatenate([[g.start_mel_token], codes, [g.stop_mel_token]]).astype(np.int64)[None]
+        hidden = self.prefill(conds, text, mel, np.arange(mel.shape[1], dtype=np.int64)[None])["hidden"]
+        return hidden[:, -mel.shape[1]:-2]
+
+    # ------------------------------------------------------------------ S2Mel + vocoder
+
+    def s2mel(self, latent: np.ndarray, codes: np.ndarray, c: Conditioning, options: RunOptions, noise_seed: int,
+              frame_offset: int = 0, frames: int | None = None) -> np.ndarray:
+        """Mel for ``codes``: ``target_mel_length(N)`` frames unless ``frames`` says otherwise.
+        Code-chunk streaming passes a window's slice of the segment's frame grid (``frames``, from
+        ``frame_offset``) and so gets the noise the whole segment would have at those frames."""
+        n = codes.shape[0]
+        proj = self.run("gpt_layer", latent=latent)["projected"]
+        emb = self.run("vq2emb", codes=codes[None])["embedding"]
+        t_gen = target_mel_length(n) if frames is None else frames
+        cond = self.run("length_regulator", content=emb + proj, src_index=nearest_index(n, t_gen))["cond"]
+        mu = np.concatenate([c.prompt_condition, cond], axis=1)
+        T, t_ref = mu.shape[1], c.ref_mel.shape[-1]
+        x = cfm_noise(noise_seed, self.cfg.n_mels, T + frame_offset)
+        if frame_offset:
+            x = np.concatenate([x[..., :t_ref], x[..., t_ref + frame_offset:]], axis=-1)
+        prompt_x = np.zeros_like(x)
+        prompt_x[..., :t_ref] = c.ref_mel
+        # the CFG batch's constant inputs are built once per segment; only x and t change per step
+        const = {"prompt_x": cfg_batch(prompt_x), "x_lens": np.full(2, T, np.int64), "style": cfg_batch(c.style),
+                 "cond": cfg_batch(mu)}
+        mel = solve_euler(lambda x2, t2: self.run("dit_step", x=x2, t=t2, **const)["velocity"], x, t_ref,
+                          options.diffusion_steps, options.cfg_rate)
+        return mel[..., t_ref:]
+
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
+        return self.run("bigvgan", mel=mel)["wav"][0, 0]
+
+    # ------------------------------------------------------------------ the request
+
+    def prepare(self, text: str, speaker, emotion_audio, options: RunOptions, secs: dict) -> Request:
+        with timed(secs, "text"):
+            segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
+                                        options.quick_streaming_tokens)
+        with timed(secs, "conditioning"):
+            c = self.speaker(speaker)
+            conds = self.gpt_conditioning(c, emotion_audio, options)
+        return Request(segments, c, conds)
+
+    @staticmethod
+    def text_inputs(ids) -> tuple[np.ndarray, np.ndarray]:
+        """(generation text, latent-pass text): the prefill strips ids 0/1 before adding its own
+        bounds; the latent pass does not (upstream)."""
+        ids = np.asarray(ids, np.int64)
+        stripped = ids[(ids != 0) & (ids != 1)]
+        return (np.concatenate([[0], stripped, [1]]).astype(np.int64)[None],
+                np.concatenate([[0], ids, [1]]).astype(np.int64)[None])
+
+    def segment(self, request: Request, i: int, options: RunOptions, secs: dict) -> Segment | None:
+        text_gen, text_lat = self.text_inputs(request.segments[i])
+        with timed(secs, "gpt_generate"):
+            codes, hit = self.generate(request.conds, text_gen, options.segment_sampling(i))
+        if len(codes) == 0:
+            return None
+        with timed(secs, "gpt_latents"):
+            latent = self.latents(request.conds, text_lat, codes)
+        with timed(secs, "s2mel"):
+            mel = self.s2mel(latent, codes, request.c, options, options.noise_seed(i))
+        with timed(secs, "bigvgan"):
+            wav = self.vocode(mel)
+        return Segment(codes, hit, mel, wav)
+
+    def segment_chunks(self, request: Request, i: int, options: RunOptions, plan: ChunkPlan, secs: dict):
+        text_gen, text_lat = self.text_inputs(request.segments[i])
+        fader, hop = Crossfader(), self.cfg.hop_length
+        done = 0  # codes already synthesized; windows are fixed multiples of chunk_codes, so the
+        # audio depends only on the final codes, never on when the beams happened to agree
+
+        def window(codes: np.ndarray, start: int, end: int) -> np.ndarray:
+            a, e = plan.window(start, end)
+            f0, f1 = plan.frames(a, e, target_mel_length)
+            with timed(secs, "gpt_latents"):
+                lat = self.latents(request.conds, text_lat, codes[:e])[:, a:e]
+            with timed(secs, "s2mel"):
+                mel = self.s2mel(lat, codes[a:e], request.c, options, options.noise_seed(i), frame_offset=f0,
+                                 frames=f1 - f0)
+            with timed(secs, "bigvgan"):
+                return self.vocode(mel)
+
+        t0 = time.perf_counter()
+        for search in self.generate_steps(request.conds, text_gen, options.segment_sampling(i)):
+            if search.done:
+                break
+            while search.committed_length() - done >= plan.chunk_codes:
+                secs["gpt_generate"] += time.perf_counter() - t0
+                end = done + plan.chunk_codes
+                yield fader.push(window(search.committed(), done, end), plan.held_back(end, hop, target_mel_length))
+                done += plan.chunk_codes
+                t0 = time.perf_counter()
+        codes = search.finalize()
+        secs["gpt_generate"] += time.perf_counter() - t0
+        if len(codes) == 0:
+            return
+        if done < len(codes):
+            yield fader.push(window(codes, done, len(codes)), 0)
+        yield fader.flush()
+
+
+__all__ = ["IndexTTS2Pipeline", "Conditioning", "Request"]
