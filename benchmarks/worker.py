@@ -134,6 +134,7 @@ def _costs(pipe, work: Workload) -> dict:
 
     from indextts_trt.export.variant import export_variant, run_reference
     from indextts_trt.runtime.indextts2.config import target_mel_length
+    from indextts_trt.runtime.options import DEFAULTS
     from indextts_trt.runtime.text import text_to_segments
 
     cfg, gpt = pipe.cfg, pipe.gpt
@@ -161,7 +162,8 @@ def _costs(pipe, work: Workload) -> dict:
     n_conds = specs["gpt_prefill"].input("conds").shape[1]
     positions = {}
     for t in work.texts:  # cache length while decoding: conds + speed rows, text with bounds, start, codes
-        ids = [i for i in text_to_segments(t.text, pipe.normalizer, pipe.tokenizer, 120, 0)[0] if i not in (0, 1)]
+        ids = [i for i in text_to_segments(t.text, pipe.normalizer, pipe.tokenizer,
+                                           DEFAULTS.max_text_tokens_per_segment)[0] if i not in (0, 1)]
         positions[t.name] = n_conds + (len(ids) + 2) + 1 + t.codes / 2
     return {"gpt_step_weight_bytes": int(weights), "kv_bytes_per_position": kv_per_pos,
             "gpt_mean_cache_positions": positions,

@@ -29,8 +29,8 @@ def cfg_velocity(estimator: Estimator, x: Tensor, prompt_x: Tensor, x_lens: Tens
 
 
 @torch.no_grad()
-def cfm_inference(estimator: Estimator, mu: Tensor, prompt: Tensor, style: Tensor, n_steps: int = 25,
-                  cfg_rate: float = 0.7, temperature: float = 1.0, noise: Tensor | None = None,
+def cfm_inference(estimator: Estimator, mu: Tensor, prompt: Tensor, style: Tensor, n_steps: int,
+                  cfg_rate: float, temperature: float = 1.0, noise: Tensor | None = None,
                   generator: torch.Generator | None = None) -> Tensor:
     """mu (1, T, C), prompt (1, n_mels, T_ref), style (1, S) → mel (1, n_mels, T) (prompt frames zero)."""
     b, T = mu.shape[0], mu.shape[1]

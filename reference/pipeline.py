@@ -33,6 +33,7 @@ from indextts_trt.runtime.emotion import resolve_emotion
 from indextts_trt.runtime.indextts2.config import IndexTTSConfig, target_mel_length
 from indextts_trt.runtime.indextts2.layout import CheckpointLayout
 from indextts_trt.runtime.options import DEFAULTS, RunOptions
+from indextts_trt.runtime.results import Result, Segment
 from indextts_trt.runtime.text import TextNormalizer, TextTokenizer, text_to_segments
 
 from .generation import generate_codes, latents as gpt_latents
@@ -50,27 +51,6 @@ class SpeakerConditioning:
     prompt_condition: torch.Tensor  # (1, T_ref, lr_channels) length-regulated S_ref
     ref_mel: torch.Tensor  # (1, n_mels, T_ref)
     style: torch.Tensor  # (1, style_dim) CAMPPlus vector
-
-
-@dataclass
-class SegmentResult:
-    text_ids: np.ndarray
-    codes: np.ndarray
-    hit_stop: bool
-    mel: torch.Tensor  # (1, n_mels, T_gen)
-    wav: np.ndarray  # float32 in [-1, 1]
-
-
-@dataclass
-class SynthesisResult:
-    wav: np.ndarray  # int16 (N,)
-    sample_rate: int
-    segments: list[SegmentResult]
-    seconds: dict[str, float]
-
-    @property
-    def duration(self) -> float:
-        return len(self.wav) / self.sample_rate
 
 
 class ReferencePipeline:
@@ -124,7 +104,7 @@ class ReferencePipeline:
     # ------------------------------------------------------------------------------ synthesis
 
     def synthesize(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
-                   options: RunOptions = DEFAULTS, progress: bool = False) -> SynthesisResult:
+                   options: RunOptions = DEFAULTS, progress: bool = False) -> Result:
         segs = list(self.iter_segments(text, speaker, emotion_audio=emotion_audio, options=options,
                                        progress=progress))
         seconds = defaultdict(float)
@@ -132,18 +112,17 @@ class ReferencePipeline:
             for k, v in secs.items():
                 seconds[k] += v
         wav = join_segments([s.wav for s, _ in segs], options.interval_silence_ms, self.cfg.sample_rate)
-        return SynthesisResult(wav=wav, sample_rate=self.cfg.sample_rate, segments=[s for s, _ in segs],
-                               seconds=dict(seconds))
+        return Result(wav=wav, sample_rate=self.cfg.sample_rate, segments=[s for s, _ in segs], seconds=dict(seconds))
 
     @torch.no_grad()
     def iter_segments(self, text: str, speaker: str | Path, *, emotion_audio: str | Path | None = None,
                       options: RunOptions = DEFAULTS,
-                      progress: bool = False) -> Iterator[tuple[SegmentResult, dict[str, float]]]:
+                      progress: bool = False) -> Iterator[tuple[Segment, dict[str, float]]]:
         cfg = self.cfg
         options = options.validated()
         t = time.perf_counter()
         segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
-                                    options.quick_streaming_tokens)
+                                    options.quick_streaming_tokens, hard_limit=cfg.gpt.max_text_tokens)
         secs = {"text": time.perf_counter() - t}
 
         t = time.perf_counter()
@@ -189,4 +168,4 @@ class ReferencePipeline:
             t = time.perf_counter()
             wav = self.bigvgan(mel.float())[0, 0].numpy().astype(np.float32)
             seg_secs["bigvgan"] = time.perf_counter() - t
-            yield SegmentResult(text_ids, codes, gen.hit_stop, mel, wav), seg_secs
+            yield Segment(codes, gen.hit_stop, mel.numpy(), wav), seg_secs

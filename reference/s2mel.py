@@ -58,7 +58,7 @@ class S2Mel(nn.Module):
 
     @torch.no_grad()
     def infer(self, latent: Tensor, codes_emb: Tensor, prompt_condition: Tensor, ref_mel: Tensor, style: Tensor,
-              n_steps: int = 25, cfg_rate: float = 0.7, noise: Tensor | None = None,
+              n_steps: int, cfg_rate: float, noise: Tensor | None = None,
               generator: torch.Generator | None = None) -> Tensor:
         """GPT latents (1, N, D) + vq2emb(codes) (1, N, semantic_dim) → generated mel (1, n_mels, T_gen)."""
         s_infer = codes_emb + self.gpt_layer(latent)

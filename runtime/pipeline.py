@@ -16,7 +16,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from .audio import to_int16
 from .engine_plan import load_plan
 from .manifest import ManifestError, load_manifest
 from .options import DEFAULTS, RunOptions
+from .results import Result, Segment
 from .runners import BackendError, StageRunner, choose_backend, open_runner
 from .streaming import ChunkPlan
 from .variant import VariantError, get_variant
@@ -34,26 +34,6 @@ log = logging.getLogger(__name__)
 
 class EngineError(RuntimeError):
     """An engines directory cannot serve: missing, from another spec or build, or failed parity."""
-
-
-@dataclass
-class Segment:
-    codes: np.ndarray
-    hit_stop: bool
-    mel: np.ndarray
-    wav: np.ndarray  # float32 in [-1, 1]
-
-
-@dataclass
-class Result:
-    wav: np.ndarray  # int16
-    sample_rate: int
-    segments: list[Segment]
-    seconds: dict[str, float]
-
-    @property
-    def duration(self) -> float:
-        return len(self.wav) / self.sample_rate
 
 
 class Pipeline:

@@ -229,3 +229,60 @@ def test_code_changes_invalidate_the_cache(monkeypatch, tiny_ckpt, engines):
     real = b.files_fingerprint
     monkeypatch.setattr(b, "files_fingerprint", lambda files: real(files) + ("x" if b.EXPORTER_CODE[0] in files else ""))
     assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).built == ["vq2emb"]
+
+
+def test_a_tolerance_change_rejudges_and_re_exports_nothing(monkeypatch, tiny_ckpt, engines, tiny_cfg):
+    """Tolerances shape no graph: a changed one runs the gate again on the same file, and a
+    tolerance the graph no longer meets fails the stage instead of silently passing."""
+    import dataclasses
+
+    import indextts_trt.runtime.indextts2 as v2
+    from indextts_trt.runtime.spec import Tolerance
+
+    out, _ = engines
+    before = (out / "vq2emb.onnx").read_bytes()
+    real = v2.stage_specs
+
+    def tightened(cfg, tol):
+        specs = real(cfg)
+        return {**specs, "vq2emb": dataclasses.replace(specs["vq2emb"], tolerances={"embedding": {"fp32": tol}})}
+
+    monkeypatch.setattr(v2, "stage_specs", lambda cfg: tightened(cfg, Tolerance("max", atol=1e-3, rtol=0.0)))
+    rep = build(tiny_ckpt, out, stages=["vq2emb"], progress=False)
+    assert rep.rejudged == ["vq2emb"] and not rep.built and rep.ok
+    assert (out / "vq2emb.onnx").read_bytes() == before
+    assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).skipped == ["vq2emb"]  # judged: cached now
+    # 10 000 dB: more than even a bit-exact graph has (err 0 gives ~300 dB against the 1e-30 floor)
+    monkeypatch.setattr(v2, "stage_specs", lambda cfg: tightened(cfg, Tolerance("snr", snr_db=1e4)))
+    rep = build(tiny_ckpt, out, stages=["vq2emb"], progress=False)
+    assert rep.failed == ["vq2emb"] and not load_manifest(out)["stages"]["vq2emb"]["parity"]["passed"]
+    monkeypatch.setattr(v2, "stage_specs", real)
+    assert build(tiny_ckpt, out, stages=["vq2emb"], progress=False).rejudged == ["vq2emb"]  # and back
+    assert (out / "vq2emb.onnx").read_bytes() == before
+
+
+def test_precision_flag_reuses_the_fp32_graphs(tiny_ckpt, engines, tmp_path):
+    """`build --precision fp16` on a directory of fp32 graphs exports nothing again."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from indextts_trt.export.cli import app
+
+    out, _ = engines
+    copy = tmp_path / "e"
+    shutil.copytree(out, copy)
+    sha = load_manifest(copy)["stages"]["gpt_layer"]["files"]["gpt_layer.onnx"]
+    r = CliRunner().invoke(app, ["build", "--checkpoints", str(tiny_ckpt), "--out", str(copy), "--stage", "gpt_layer",
+                                 "--precision", "fp16"])
+    assert "cached  gpt_layer" in r.output and "built   gpt_layer" not in r.output, r.output
+    assert load_manifest(copy)["stages"]["gpt_layer"]["files"]["gpt_layer.onnx"] == sha
+
+
+def test_a_killed_build_leaves_temporaries_that_the_next_build_removes(tiny_ckpt, engines):
+    out, _ = engines
+    stale = out / ".build-vq2emb-dead"
+    stale.mkdir()
+    (stale / "vq2emb.onnx").write_bytes(b"half")
+    build(tiny_ckpt, out, stages=["vq2emb"], progress=False)
+    assert not stale.exists() and not list(out.glob(".build-*"))

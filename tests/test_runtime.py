@@ -40,7 +40,7 @@ def test_runtime_matches_reference(ort_pipe, ref_pipe, prompt_wav, sampling):
     assert len(ref.segments) == len(got.segments) >= 2
     for r, g in zip(ref.segments, got.segments):
         assert r.codes.tolist() == g.codes.tolist()  # the same codes, exactly
-        np.testing.assert_allclose(g.mel, r.mel.numpy(), atol=2e-3, rtol=1e-3)  # mel: 25-step ODE, fp32
+        np.testing.assert_allclose(g.mel, r.mel, atol=2e-3, rtol=1e-3)  # mel: 25-step ODE, fp32
         assert _snr(r.wav, g.wav) > 40.0  # waveform SNR in dB
     assert len(ref.wav) == len(got.wav)
 
@@ -137,7 +137,23 @@ def test_saved_voice_round_trip_and_invalidation(ort_pipe, prompt_wav, tmp_path)
     (tmp_path / "alice.json").write_text(json.dumps(meta))
     with pytest.raises(VoiceError, match="made with other engines"):
         ort_pipe.load_voice(tmp_path, "alice")
+    ort_pipe.save_voice(tmp_path, "alice", prompt_wav)
+    meta = json.loads((tmp_path / "alice.json").read_text())
+    meta["origin"]["backend"] = "trt"  # as a TensorRT pipeline would have saved it
+    (tmp_path / "alice.json").write_text(json.dumps(meta))
+    with pytest.raises(VoiceError, match=r"made with backend trt \(this pipeline runs ort\).*--save-voice alice"):
+        ort_pipe.load_voice(tmp_path, "alice")
     with pytest.raises(VoiceError, match="not found"):
         ort_pipe.load_voice(tmp_path, "bob")
     with pytest.raises(VoiceError, match="voice name"):
         ort_pipe.save_voice(tmp_path, "../evil", prompt_wav)
+
+
+def test_a_voice_from_another_precision_is_refused(ort_pipe, prompt_wav, tmp_path, monkeypatch):
+    from indextts_trt.runtime.voices import VoiceError
+
+    ort_pipe.save_voice(tmp_path, "bob", prompt_wav)
+    real = ort_pipe.stage_precision
+    monkeypatch.setattr(ort_pipe, "stage_precision", lambda s: "fp16" if s == "campplus" else real(s))
+    with pytest.raises(VoiceError, match=r"another precision of campplus \(fp32 vs fp16\)"):
+        ort_pipe.load_voice(tmp_path, "bob")

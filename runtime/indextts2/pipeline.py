@@ -19,7 +19,8 @@ from ..cfm import cfg_batch, cfm_noise, solve_euler
 from ..emotion import apply_vector, mix_emovec, preset_emovec, resolve_emotion
 from ..numerics import nearest_index
 from ..options import RunOptions
-from ..pipeline import Pipeline, Segment, timed
+from ..pipeline import Pipeline, timed
+from ..results import Segment
 from ..sampling import BeamSearch, SamplingOptions
 from ..streaming import ChunkPlan, Crossfader
 from ..text import TextNormalizer, TextTokenizer, text_to_segments
@@ -191,7 +192,7 @@ class IndexTTS2Pipeline(Pipeline):
     def prepare(self, text: str, speaker, emotion_audio, options: RunOptions, secs: dict) -> Request:
         with timed(secs, "text"):
             segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
-                                        options.quick_streaming_tokens)
+                                        options.quick_streaming_tokens, hard_limit=self.cfg.gpt.max_text_tokens)
         with timed(secs, "conditioning"):
             c = self.speaker(speaker)
             conds = self.gpt_conditioning(c, emotion_audio, options)
