@@ -112,7 +112,7 @@ def test_cfm_zeroes_prompt_and_combines_cfg_by_hand(s2, tiny_cfg):
 def test_infer_shapes_and_target_length(s2, tiny_cfg):
     n, t_ref = 50, 17
     mel = s2.infer(torch.randn(1, n, 15), torch.randn(1, n, 24), torch.randn(1, t_ref, 16), torch.randn(1, 80, t_ref),
-                   torch.randn(1, tiny_cfg.style_dim), n_steps=2, generator=torch.Generator().manual_seed(0))
+                   torch.randn(1, tiny_cfg.style_dim), n_steps=2, cfg_rate=0.7, generator=torch.Generator().manual_seed(0))
     assert mel.shape == (1, 80, 86)  # floor(50 * 1.72)
 
 
