@@ -51,6 +51,9 @@ class SpeakerConditioning:
     prompt_condition: torch.Tensor  # (1, T_ref, lr_channels) length-regulated S_ref
     ref_mel: torch.Tensor  # (1, n_mels, T_ref)
     style: torch.Tensor  # (1, style_dim) CAMPPlus vector
+    # the features of the file loaded straight at 16 kHz: upstream's emotion input when no emotion
+    # audio is given (it loads the speaker file again with librosa.load(sr=16000))
+    emo_cond_emb: torch.Tensor
 
 
 class ReferencePipeline:
@@ -62,6 +65,7 @@ class ReferencePipeline:
         cfg = self.cfg
         t0 = time.perf_counter()
         self.normalizer = TextNormalizer()
+        self.normalizer.load_glossary_yaml(lay.root / "glossary.yaml")  # optional, as upstream
         self.tokenizer = TextTokenizer(lay.bpe_model())
         self.gpt, self.w2v, self.codec, self.campplus, self.s2mel, self.bigvgan = (
             MODELS[m].load(lay, cfg) for m in ("gpt", "w2v", "codec", "campplus", "s2mel", "bigvgan"))
@@ -90,7 +94,7 @@ class ReferencePipeline:
         ref_mel = torch.from_numpy(mel_spectrogram(prompt.wav22k))[None]  # (1, n_mels, T_ref)
         style = self.campplus(torch.from_numpy(campplus_features(prompt.wav16k))[None])  # (1, style_dim)
         prompt_condition = self.s2mel.length_regulator(s_ref, ref_mel.shape[-1])
-        cond = SpeakerConditioning(spk, prompt_condition, ref_mel, style)
+        cond = SpeakerConditioning(spk, prompt_condition, ref_mel, style, self.semantic_features(prompt.emo16k))
         self._spk_cache = {key: cond}  # upstream keeps only the last prompt
         return cond
 
@@ -129,7 +133,7 @@ class ReferencePipeline:
         spk = self.speaker(speaker)
         emo_alpha, emo_vector, emotion_audio = resolve_emotion(options.emo_alpha, options.emotion_vector,
                                                                 emotion_audio)
-        emo_emb = spk.spk_cond_emb if emotion_audio is None else self.emotion(emotion_audio)
+        emo_emb = spk.emo_cond_emb if emotion_audio is None else self.emotion(emotion_audio)
         secs["conditioning"] = time.perf_counter() - t
 
         from tqdm import tqdm

@@ -22,9 +22,9 @@ def resolve_emotion(alpha: float, vector: Sequence[float] | None, emotion_audio)
     return alpha, vector, emotion_audio
 
 
-def mix_emovec(base: np.ndarray, emo: np.ndarray | None, alpha: float) -> np.ndarray:
-    """``merge_emovec``: base + alpha · (emo − base); the speaker's own vector without emotion audio."""
-    return base if emo is None else base + alpha * (emo - base)
+def mix_emovec(base: np.ndarray, emo: np.ndarray, alpha: float) -> np.ndarray:
+    """``merge_emovec``: base + alpha · (emo − base), computed as upstream even at alpha 1."""
+    return base + alpha * (emo - base)
 
 
 def preset_emovec(weights: Sequence[float], style: np.ndarray, spk_matrix: np.ndarray, emo_matrix: np.ndarray,

@@ -1,19 +1,27 @@
-"""Beam-sample decoding with upstream (HF 4.5x) semantics, in numpy.
+"""Decoding with upstream (HF 4.5x, vendored ``transformers_generation_utils.py``) semantics, in numpy.
 
 Shared by the PyTorch reference and the torch-free runtime, so both turn identical logits into
-identical codes. Per step, as the vendored ``_beam_search`` with ``do_sample=True``:
+identical codes. HF picks the loop by ``num_beams``; so does :class:`BeamSearch`.
+
+``num_beams > 1`` — ``_beam_search`` (``do_sample=True``: beam sample), per step:
 
 1. ``log_softmax`` of the float32 logits;
 2. processors in HF's order — repetition penalty on the *log-probs* of every id in the history
-   (including upstream's fake prompt ids ``1`` and the start id), then the warpers temperature,
-   top-k, top-p (``min_tokens_to_keep = 2`` with beams, as HF keeps one non-eos token);
+   (including upstream's fake prompt ids ``1`` and the start id), the min-new-tokens ban of the stop
+   code, then the warpers temperature, top-k, top-p (``min_tokens_to_keep = 2``: HF keeps one
+   non-eos token);
 3. add the running beam scores; softmax over the flattened ``num_beams × V``;
-4. draw ``2·num_beams`` candidates without replacement, sort them by score;
+4. draw ``2·num_beams`` candidates without replacement (or take the top ``2·num_beams``), sort;
 5. the ``BeamSearchScorer`` bookkeeping (length penalty, finished hypotheses, ``is_done``).
 
-Deviation: step 4 uses numpy's Generator (Gumbel-top-k, which samples without replacement from the
-same distribution as ``torch.multinomial(replacement=False)``), so a seed does not reproduce
-torch's draws; everything else is deterministic and follows HF.
+``num_beams == 1`` — ``_sample``, per step: the same processors on the **raw** logits (no
+``log_softmax``: the penalty then divides/multiplies logits, which can change the argmax), warpers
+with ``min_tokens_to_keep = 1`` when sampling; then ``argmax`` (greedy) or one draw from
+``softmax(scores)``; the sequence ends when the stop code is chosen or at ``max_new_tokens``.
+
+Deviation: draws use numpy's Generator (Gumbel-top-k / Gumbel-max, which sample from the same
+distributions as ``torch.multinomial``), so a seed does not reproduce torch's draws; everything else
+is deterministic and follows HF.
 """
 
 from __future__ import annotations
@@ -60,7 +68,8 @@ class SamplingOptions:
 
     @classmethod
     def greedy(cls, max_new_tokens: int = 1500, repetition_penalty: float = 10.0) -> SamplingOptions:
-        """One beam, argmax of the processed scores (repetition penalty still applies, as in HF)."""
+        """HF greedy search (``_sample`` with ``do_sample=False``): argmax of the raw logits after the
+        repetition penalty (and the stop-code ban while under ``min_new_tokens``)."""
         return cls(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
                    repetition_penalty=repetition_penalty, temperature=1.0, top_k=0, top_p=1.0)
 
@@ -120,9 +129,11 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def process_scores(logits: np.ndarray, seen: np.ndarray, opts: SamplingOptions, ban: int | None = None) -> np.ndarray:
-    """log_softmax → repetition penalty → min-length ban of ``ban`` (HF's processors, in order) →
-    (sampling only) the warpers temperature, top-k, top-p."""
-    scores = log_softmax(logits)
+    """(beam search only) log_softmax → repetition penalty → min-length ban of ``ban`` (HF's
+    processors, in order) → (sampling only) the warpers temperature, top-k, top-p. With one beam
+    HF's ``_sample`` runs the processors on the raw logits."""
+    logits = np.asarray(logits, dtype=np.float32)
+    scores = log_softmax(logits) if opts.num_beams > 1 else logits.copy()
     scores = apply_repetition_penalty(scores, seen, opts.repetition_penalty)
     if ban is not None:
         scores[:, ban] = NEG_INF
@@ -168,19 +179,25 @@ class _Hypotheses:
 
 
 class BeamSearch:
-    """Stateful beam-sample decoder over one prompt.
+    """Stateful decoder over one prompt: HF's ``_beam_search`` for ``num_beams > 1``, its
+    ``_sample`` (greedy or sampling) for ``num_beams == 1``.
 
     ``step(logits)`` takes the next-token logits of every live beam and returns the tokens to feed
     and ``beam_index``: the caller reorders its KV cache rows so that new row ``j`` is old row
-    ``beam_index[j]``, then feeds ``next_tokens[j]`` as row ``j``'s next input.
+    ``beam_index[j]``, then feeds ``next_tokens[j]`` as row ``j``'s next input. Once ``done`` is
+    true nothing more is fed (with one beam the last token returned may be the stop code).
     """
 
     def __init__(self, opts: SamplingOptions, prompt_ids: np.ndarray, vocab_size: int, stop_token: int,
                  suppress_tokens: tuple[int, ...] = ()):
         self.opts = opts.validated()
-        # Deviation: upstream applies no logit mask, so its GPT may emit the *start* code, which is
-        # no semantic code and makes vq2emb index past the codebook (a crash upstream). We let the
-        # caller suppress such ids; a run upstream completes is unaffected but for the draw.
+        # Deviation: upstream masks no logit, so its GPT may emit the *start* code 8192. It is no
+        # semantic code: upstream keeps it as a code (only the stop code cuts), the latent pass
+        # embeds it, then vq2emb's F.embedding over the 8192-entry codebook raises (CPU: "index out
+        # of range"; CUDA: a device-side assert). We let the caller suppress such ids. Where upstream
+        # never ranks the start code among its candidates the codes are the same (a draw's other
+        # probabilities are renormalized); where it does, upstream keeps that beam and crashes if
+        # it wins.
         self.suppress = np.asarray(suppress_tokens, dtype=np.int64)
         self.vocab_size = int(vocab_size)
         self.stop_token = int(stop_token)
@@ -221,6 +238,8 @@ class BeamSearch:
         processed = process_scores(logits, self.seen, self.opts, self.stop_token if early else None)
         if self.suppress.size:
             processed[:, self.suppress] = NEG_INF
+        if nb == 1:
+            return self._sample_step(processed[0])
         scores = (processed + self.beam_scores[:, None]).reshape(-1)  # (nb*V,)
         n_keep = 2 * nb
         if self.opts.do_sample:
@@ -261,6 +280,22 @@ class BeamSearch:
         self._done = self._scorer_done or len(self.sequences[0]) >= self.opts.max_new_tokens
         return tokens, beam_index
 
+    def _sample_step(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """HF ``_sample``: one token from the processed scores (V,); no beam bookkeeping."""
+        self._steps += 1
+        if self.opts.do_sample:  # Gumbel-max: argmax(scores + G) ~ softmax(scores), as multinomial
+            g = self.rng.gumbel(size=scores.shape)
+            tok = int(np.argmax(np.where(np.isfinite(scores), scores.astype(np.float64) + g, -np.inf)))
+        else:
+            tok = int(np.argmax(scores))  # first index on ties, as torch.argmax
+        if tok == self.stop_token:  # EosTokenCriteria: the stop code ends the sequence, not a code
+            self._hit_stop = self._scorer_done = self._done = True
+            return np.array([tok], np.int64), np.zeros(1, np.int64)
+        self.sequences[0].append(tok)
+        self.seen[0, tok] = True
+        self._done = len(self.sequences[0]) >= self.opts.max_new_tokens  # MaxLengthCriteria
+        return np.array([tok], np.int64), np.zeros(1, np.int64)
+
     def _sample_without_replacement(self, scores: np.ndarray, k: int) -> np.ndarray:
         # Gumbel-top-k: argtopk(scores + Gumbel noise) draws k items without replacement with
         # probabilities softmax(scores), the distribution torch.multinomial(..., k) samples from.
@@ -290,6 +325,8 @@ class BeamSearch:
 
     def finalize(self) -> np.ndarray:
         """The best hypothesis' codes (the stop token is not included)."""
+        if self.num_beams == 1:  # _sample: the one sequence; _hit_stop was set when it stopped
+            return np.asarray(self.sequences[0], dtype=np.int64)
         if not self._scorer_done:
             # HF finalize: at the length limit the running beams join the hypotheses
             for b in range(self.num_beams):

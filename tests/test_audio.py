@@ -26,9 +26,9 @@ from indextts_trt.runtime.demo_audio import synth_voice_prompt
 
 @pytest.fixture(scope="module")
 def speech16k():
-    from indextts_trt.runtime.audio import resample
+    from indextts_trt.runtime.audio import sinc_resample
 
-    return resample(synth_voice_prompt(2.3, 22050, seed=4), 22050, 16000)
+    return sinc_resample(synth_voice_prompt(2.3, 22050, seed=4), 22050, 16000)
 
 
 def test_seamless_fbank_matches_transformers(speech16k):

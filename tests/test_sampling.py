@@ -41,12 +41,49 @@ def test_top_p_matches_hand_computation():
 def test_processor_order_penalty_before_temperature():
     logits = np.array([[2.0, 1.0, 0.0, -1.0]], np.float32)
     seen = np.array([[True, False, False, False]])
-    opts = SamplingOptions(num_beams=1, temperature=0.5, top_k=0, top_p=1.0, repetition_penalty=3.0)
-    out = process_scores(logits, seen, opts)
+    # beam search (HF _beam_search): log_softmax first, the penalty on log-probs, then temperature
+    opts = SamplingOptions(num_beams=3, temperature=0.5, top_k=0, top_p=1.0, repetition_penalty=3.0)
+    out = process_scores(np.repeat(logits, 3, 0), np.repeat(seen, 3, 0), opts)
     lp = log_softmax(logits)
     expect = lp.copy()
     expect[0, 0] = lp[0, 0] * 3.0  # negative log-prob is multiplied
-    np.testing.assert_allclose(out, expect / 0.5, rtol=1e-6)
+    np.testing.assert_allclose(out, np.repeat(expect / 0.5, 3, 0), rtol=1e-6)
+    # one beam (HF _sample): the same processors on the raw logits
+    out1 = process_scores(logits, seen, opts.replace(num_beams=1))
+    np.testing.assert_allclose(out1, [[2.0 / 3.0 / 0.5, 1.0 / 0.5, 0.0, -1.0 / 0.5]], rtol=1e-6)
+
+
+def test_one_beam_penalizes_raw_logits_so_the_pick_differs_from_beam_order():
+    """logits [5, 1, -3], code 0 already seen, penalty 10. HF _sample: raw 5 / 10 = 0.5 < 1 → code 1.
+    The beam-search order (log_softmax first) keeps code 0: log p0 = -0.018, ×10 = -0.18 > -4.02."""
+    logits = np.array([5.0, 1.0, -3.0, -9.0], np.float32)  # code 3 = stop, never chosen here
+    bs = BeamSearch(SamplingOptions.greedy(max_new_tokens=1), np.array([0]), 4, stop_token=3)
+    tokens, idx = bs.step(logits[None])
+    assert tokens.tolist() == [1] and idx.tolist() == [0] and bs.done and not bs.hit_stop
+    assert bs.finalize().tolist() == [1]
+    seen = np.array([[True, False, False, False]])
+    beam_order = log_softmax(logits[None])
+    beam_order = apply_repetition_penalty(beam_order, seen, 10.0)
+    assert int(np.argmax(beam_order)) == 0
+
+
+def test_one_beam_sampling_draws_from_the_warped_raw_logits():
+    """HF _sample with do_sample: temperature/top-k/top-p on the penalized raw logits (min keep 1),
+    then one draw from their softmax. Frequencies over many independent searches match it."""
+    logits = np.array([2.0, 1.5, 1.0, 0.2, -1.0, -6.0], np.float32)  # 5 = stop
+    opts = SamplingOptions(num_beams=1, temperature=0.8, top_k=4, top_p=0.9, repetition_penalty=2.0,
+                           max_new_tokens=1)
+    seen = np.array([[False, True, False, False, False, False]])
+    p_scores = process_scores(logits[None], seen, opts)[0]
+    p = np.exp(p_scores - p_scores.max())
+    p /= p.sum()
+    # by hand: raw [2, 0.75, 1, 0.2, -1, -6] / 0.8, top-4 keeps {0, 2, 1, 3}, top-p 0.9 drops 3
+    assert np.isfinite(p_scores).tolist() == [True, True, True, False, False, False]
+    counts = np.zeros(6)
+    for seed in range(3000):
+        bs = BeamSearch(opts.replace(seed=seed), np.array([1]), 6, stop_token=5)
+        counts[bs.step(logits[None])[0][0]] += 1
+    np.testing.assert_allclose(counts / 3000, p, atol=0.03)
 
 
 def _run(opts, logits_fn, V=7, stop=6, prompt=(1, 1, 5)):
@@ -57,7 +94,8 @@ def _run(opts, logits_fn, V=7, stop=6, prompt=(1, 1, 5)):
         tokens, idx = bs.step(logits_fn(step, history))
         history = [history[i] + [int(t)] for i, t in zip(idx, tokens)]
         step += 1
-        assert history == bs.sequences  # the reorder contract
+        if not bs.done:  # once done nothing is fed (one beam: the last token may be the stop code)
+            assert history == bs.sequences  # the reorder contract
     return bs.finalize(), bs
 
 
@@ -156,3 +194,34 @@ def test_bad_options_name_the_field():
     bs = BeamSearch(SamplingOptions(), np.array([1]), 7, 6)
     with pytest.raises(ValueError, match=r"logits must be \(3, 7\)"):
         bs.step(np.zeros((1, 7), np.float32))
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_deterministic_decoding_equals_hf_generate(num_beams):
+    """HF's own generate (greedy ``_sample`` / ``_beam_search``) on a tiny random GPT-2, against our
+    decoder fed the same model's logits: the same codes, including the stop."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    V, stop, start = 23, 22, 21
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=V, n_positions=64, n_embd=12, n_layer=2, n_head=3,
+                                  bos_token_id=start, eos_token_id=stop, pad_token_id=stop)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # sharpen the logits so the penalty and the stop code matter
+        model.lm_head.weight.mul_(40.0)
+    prompt = [1, 1, 1, start]
+    with torch.no_grad():
+        ref = model.generate(torch.tensor([prompt]), do_sample=False, num_beams=num_beams, max_new_tokens=25,
+                             repetition_penalty=10.0, length_penalty=0.0, eos_token_id=stop, pad_token_id=stop,
+                             attention_mask=torch.ones(1, 4, dtype=torch.long))[0, 4:].tolist()
+    opts = SamplingOptions(do_sample=False, num_beams=num_beams, repetition_penalty=10.0, length_penalty=0.0,
+                           max_new_tokens=25, top_k=0, top_p=1.0, temperature=1.0)
+
+    def fn(step, hist):
+        ids = torch.tensor([prompt + h for h in hist])
+        with torch.no_grad():
+            return model(ids).logits[:, -1].float().numpy()
+
+    codes, bs = _run(opts, fn, V=V, stop=stop, prompt=prompt)
+    expect = ref[: ref.index(stop)] if stop in ref else ref
+    assert codes.tolist() == expect and bs.hit_stop == (stop in ref)

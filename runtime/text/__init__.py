@@ -33,7 +33,12 @@ def text_to_segments(text: str, normalizer: TextNormalizer, tokenizer: TextToken
     cleaned = clean_text(text)
     if not cleaned.strip():
         raise TextError("empty text: nothing to synthesize")
-    pieces = tokenizer.tokenize(normalizer.normalize(cleaned))
+    if len(cleaned.strip()) == 1:
+        # upstream TextTokenizer.encode: a one-character text is encoded as written (no
+        # normalization, no CJK split, no upper-casing: "a" stays "a", "1" stays "1")
+        pieces = tokenizer.encode_as_written(cleaned)
+    else:
+        pieces = tokenizer.tokenize(normalizer.normalize(cleaned))
     if not pieces:
         raise TextError(f"text {text[:40]!r} normalizes to nothing speakable")
     out = []

@@ -48,6 +48,10 @@ class TextTokenizer:
             return []
         return self.sp.Encode(tokenize_by_cjk_char(normalized), out_type=str)
 
+    def encode_as_written(self, text: str) -> list[str]:
+        """Pieces of ``text`` exactly as given (upstream's path for a one-character text)."""
+        return self.sp.Encode(text, out_type=str) if text else []
+
     def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:
         ids = [self.sp.PieceToId(t) for t in tokens]
         unknown = [t for t, i in zip(tokens, ids) if i == self.unk_id]
