@@ -187,3 +187,20 @@ def test_japanese_needs_mecab_message(monkeypatch, tok):
     fe = TextFrontendV25(tok, 42, normalize=False, ja=JapaneseSegmenter())
     with pytest.raises(TextError, match="pip install 'fugashi"):
         fe.prepare("こんにちは", "ja", max_tokens=20)
+
+
+def test_v25_runtime_modules_never_import_torch(tok):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from indextts_trt.runtime import config_v25, layout_v25, codes_v25\n"
+        "from indextts_trt.runtime.text import frontend_v25, multilingual, tiktoken_train\n"
+        f"t = multilingual.MultilingualTokenizer({str(tok.path)!r}, 2003)\n"
+        "fe = frontend_v25.TextFrontendV25(t, 42)\n"
+        "assert fe.prepare('Tengo 21 gatos.', 'es', 20) and fe.prepare('第3次', 'zh', 20)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
