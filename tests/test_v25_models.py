@@ -32,6 +32,10 @@ UP_EMOVEC = [0.145446, 0.06649, 0.212079, 0.762531]
 UP_DECODE = [[0.049935, -0.056281, 0.06492], [0.042196, -0.128873, 0.03762], [0.109416, -0.143531, -0.05588]]
 UP_DECODE_SUM = 12.6268
 UP_QCODES = [[10, 79, 0, 84, 81, 10, 0, 7], [10, 28, 79, 64, 0, 11, 53, 0]]
+# upstream MyModel(cfg.s2mel) + load_checkpoint2 + EnhancedCodec.decode + infer_v2_5's length rule +
+# cfm.inference (3 steps, CFG 0.7, noise after torch.manual_seed(123)) on our tiny files
+UP_MEL_SUM = -34.2492
+UP_MEL = [[1.40469, 1.15366, 0.40842], [-0.02225, 0.1152, 1.6962], [0.18678, -1.23064, 1.06893]]
 
 
 def compat_config():
@@ -188,6 +192,24 @@ def test_s2mel_v25_frame_grid(tmp_path):
     del net2["gpt_layer"]
     torch_save({"net": net2}, tmp_path / "nolat.pth")
     load_s2mel_v25(tmp_path / "nolat.pth", cfg)  # a file without gpt_layer is fine
+
+
+@torch.no_grad()
+def test_s2mel_v25_matches_upstream(tmp_path):
+    cfg = tiny_config_v25()
+    write_random_s2mel_v25(cfg, tmp_path / "s2mel.pth", seed=2)
+    write_random_codec(cfg, tmp_path / "codec.pth", seed=12)
+    s2, codec = load_s2mel_v25(tmp_path / "s2mel.pth", cfg), load_codec(tmp_path / "codec.pth", cfg)
+    g = torch.Generator().manual_seed(9)
+    spk, ref_mel = torch.randn(1, 31, 24, generator=g), torch.randn(1, 80, 53, generator=g)
+    style, codes = torch.randn(1, 23, generator=g), torch.randint(0, 97, (1, 7), generator=g)
+    prompt = s2.prompt_condition(spk, 53)
+    torch.manual_seed(123)  # upstream draws its noise with torch.randn after this seed
+    noise = torch.randn([1, 80, 53 + target_mel_length_v25(7, 1.3)])
+    mel = s2.infer(codec.decode(codes), prompt, ref_mel, style, 1.3, n_steps=3, cfg_rate=0.7, noise=noise)
+    assert mel.shape == (1, 80, 31)  # int(14 · 1.72 · 1.3)
+    np.testing.assert_allclose(mel[0, :3, :3].numpy(), UP_MEL, atol=2e-5)
+    assert float(mel.double().sum()) == pytest.approx(UP_MEL_SUM, abs=1e-3)
 
 
 def test_init_checkpoints_v25_tiny_round_trips(tmp_path):
