@@ -47,11 +47,18 @@ def prompt_embeddings(model: UnifiedVoice, conds: Tensor, text_ids: Tensor) -> T
 @torch.no_grad()
 def generate_codes(model: UnifiedVoice, conds: Tensor, text_ids: Tensor, opts: SamplingOptions,
                    stop_token: int | None = None, max_new_tokens: int | None = None) -> GenerationResult:
+    return generate_from_prefix(model, prompt_embeddings(model, conds, text_ids), opts, stop_token, max_new_tokens)
+
+
+@torch.no_grad()
+def generate_from_prefix(model, prefix: Tensor, opts: SamplingOptions, stop_token: int | None = None,
+                         max_new_tokens: int | None = None) -> GenerationResult:
+    """Prefill + decode from a built prompt ``prefix`` (1, P, D); the model variants share this loop
+    (``model`` needs mel_embed, run_gpt, logits, cfg and the mel start/stop ids)."""
     stop = model.stop_mel_token if stop_token is None else stop_token
     limit = max_new_codes(model.cfg, opts.max_new_tokens if max_new_tokens is None else max_new_tokens)
     if limit != opts.max_new_tokens:
         opts = opts.replace(max_new_tokens=limit)
-    prefix = prompt_embeddings(model, conds, text_ids)  # (1, P, D)
     p = prefix.shape[1]
     start = torch.tensor([model.start_mel_token])
     x = torch.cat([prefix, model.mel_embed(start, torch.tensor([0])).unsqueeze(0)], dim=1)

@@ -105,16 +105,23 @@ class InitReport:
 def init_checkpoints(size: str, out: str | Path, *, seed: int = 0, overwrite: bool = False,
                      progress: bool = True) -> InitReport:
     """Write random-weight checkpoints of ``size`` ('tiny' or 'full') into ``out``."""
+    return write_checkpoint_dir(config_for_size(size), CheckpointLayout, STEPS, size, out, seed=seed,
+                                overwrite=overwrite, progress=progress)
+
+
+def write_checkpoint_dir(cfg, layout_cls, steps: tuple[WriteStep, ...], size: str, out: str | Path, *,
+                         seed: int = 0, overwrite: bool = False, progress: bool = True) -> InitReport:
+    """Run ``steps`` into a temporary sibling of ``out``, check the layout, rename into place.
+    Shared by the model variants: ``layout_cls(root)`` needs ``hf_cache`` and ``check()``."""
     import torch
     from tqdm import tqdm
 
-    cfg = config_for_size(size)
     out = Path(out)
     seconds: dict[str, float] = {}
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        lay = CheckpointLayout(tmp)
+        lay = layout_cls(tmp)
         lay.hf_cache.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(STEPS, desc=f"init-checkpoints ({size})", unit="file", disable=not progress)
+        bar = tqdm(steps, desc=f"init-checkpoints ({size})", unit="file", disable=not progress)
         for step in bar:
             bar.set_postfix_str(step.name)
             t0 = time.perf_counter()

@@ -244,7 +244,8 @@ class IndexTTSConfig:
         return to_dict(self, include_optional)
 
 
-def _validate(cfg: IndexTTSConfig, src: str) -> None:
+def validate_shared(cfg, src: str) -> None:
+    """The consistency rules of the sections IndexTTS-2.5 shares with 2.0 (gpt, s2mel, campplus)."""
     g = cfg.gpt
 
     def need(cond: bool, msg: str) -> None:
@@ -291,7 +292,7 @@ def parse_config(data: Any, src: str = "<config>") -> tuple[IndexTTSConfig, list
     """Parse a loaded YAML mapping. Returns the config and warnings about ignored fields."""
     warnings: list[str] = []
     cfg = parse_dataclass(IndexTTSConfig, data, src, "", warnings)
-    _validate(cfg, src)
+    validate_shared(cfg, src)
     return cfg, warnings
 
 
