@@ -1,4 +1,4 @@
-"""What is installed and usable: library versions, ONNX Runtime providers, TensorRT, GPU."""
+"""What is installed and usable: library versions, ONNX Runtime providers, TensorRT, GPU (runtime/gpu.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def collect_env() -> dict[str, str]:
 
     out: dict[str, str] = {"indextts-trt": __version__, "python": platform.python_version(),
                            "platform": platform.platform()}
-    for mod in ("numpy", "torch", "onnx", "onnxruntime", "polygraphy", "tensorrt", "safetensors",
-                "sentencepiece", "soundfile", "soxr", "wetext"):
+    for mod in ("numpy", "torch", "onnx", "onnxruntime", "polygraphy", "modelopt", "tensorrt", "cuda.bindings",
+                "safetensors", "sentencepiece", "soundfile", "soxr", "wetext"):
         out[mod] = _version(mod)
     try:
         import onnxruntime as ort
@@ -28,14 +28,7 @@ def collect_env() -> dict[str, str]:
         out["onnxruntime providers"] = ", ".join(ort.get_available_providers())
     except Exception:
         pass
-    try:
-        import torch
+    from indextts_trt.runtime.gpu import describe
 
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(0)
-            out["gpu"] = f"{p.name} (sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB)"
-        else:
-            out["gpu"] = "none visible to torch"
-    except Exception:
-        out["gpu"] = "unknown (torch not installed)"
+    out["gpu"] = describe()  # the same probe the builder and the TensorRT backend use
     return out
