@@ -75,6 +75,8 @@ def io_policy(spec: StageSpec, precision: str) -> dict[str, str]:
 
 
 def _modelopt_convert(fp32_path: Path, precision: str, keep: set[str]) -> onnx.ModelProto:
+    """ModelOpt AutoCast with our islands; an operator the TensorRT parser takes only in fp32
+    (e.g. Mish has no bf16) stays fp32 as well (by type: ModelOpt names unnamed nodes itself)."""
     try:
         from modelopt.onnx.autocast import convert_to_mixed_precision
         from modelopt.onnx.autocast.nodeclassifier import NodeRuleBase
@@ -95,6 +97,7 @@ def _modelopt_convert(fp32_path: Path, precision: str, keep: set[str]) -> onnx.M
     # init_max stays at fp16's max for fp16 (a weight fp16 cannot hold keeps its node fp32)
     return convert_to_mixed_precision(
         str(fp32_path), low_precision_type=precision, keep_io_types=True, custom_rule=_Islands(),
+        op_types_to_exclude=sorted(_parser_lacks(precision)),
         data_max=np.inf, init_max=float(np.finfo(np.float16).max) if precision == "fp16" else np.inf)
 
 
@@ -275,6 +278,15 @@ def convert(fp32_path: str | Path, out_path: str | Path, precision: str, keep_fp
                       sorted(keep), sorted(fp32 - keep - _cast_names(model)),
                       {v.name: _NAME.get(v.type.tensor_type.elem_type, str(v.type.tensor_type.elem_type))
                        for v in list(g.input) + list(g.output)})
+
+
+def _parser_lacks(precision: str) -> set[str]:
+    """Operators whose TensorRT parser table lists FP32 but not ``precision`` (trt_check's table)."""
+    from .trt_check import trt_table
+
+    want = {"fp16": "FP16", "bf16": "BF16"}[precision]
+    return {op for op, e in trt_table()["operators"].items() if e["supported"] and "FP32" in e["types"]
+            and want not in e["types"]}
 
 
 def _has_float_compute(model: onnx.ModelProto, name: str) -> bool:
