@@ -63,10 +63,13 @@ def precision_analysis(checkpoints, out: Path, precision: str, stages: list[str]
 def plan_engines(checkpoints, out: Path, precision: str, progress: bool = True, log=print) -> dict:
     manifest = load_manifest(out)
     specs = _specs(out, manifest)
-    analysis = None
+    graphs = None
     if precision != "fp32":
+        from .mixed_precision import convert_stages
+
         analysis = precision_analysis(checkpoints, out, precision, list(manifest["stages"]), progress, log)
-    plan = make_plan(out, manifest, specs, precision, analysis)
+        graphs = convert_stages(out, manifest, specs, precision, {n: a["islands"] for n, a in analysis.items()}, log)
+    plan = make_plan(out, manifest, specs, precision, graphs)
     write_plan(out, plan)
     log(f"TensorRT build plan: {out / PLAN_FILE} ({len(plan['stages'])} stages, {precision})")
     return plan

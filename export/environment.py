@@ -1,4 +1,4 @@
-"""What is installed and usable: library versions, ONNX Runtime providers, TensorRT, GPU."""
+"""What is installed and usable: library versions, ONNX Runtime providers, TensorRT, GPU (runtime/gpu.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def collect_env() -> dict[str, str]:
 
     out: dict[str, str] = {"indextts-trt": __version__, "python": platform.python_version(),
                            "platform": platform.platform()}
-    for mod in ("numpy", "torch", "onnx", "onnxruntime", "tensorrt", "safetensors",
-                "sentencepiece", "soundfile", "soxr", "wetext"):
+    for mod in ("numpy", "torch", "onnx", "onnxruntime", "modelopt", "tensorrt", "cuda.bindings",
+                "safetensors", "sentencepiece", "soundfile", "soxr", "tn", "tiktoken"):
         out[mod] = _version(mod)
     try:
         import onnxruntime as ort
@@ -28,9 +28,9 @@ def collect_env() -> dict[str, str]:
         out["onnxruntime providers"] = ", ".join(ort.get_available_providers())
     except Exception:
         pass
-    from indextts_trt.runtime.gpu import TensorRTUnavailable, gpu_summary, import_tensorrt
+    from indextts_trt.runtime.gpu import TensorRTUnavailable, describe, import_tensorrt
 
-    out["gpu"] = gpu_summary() or "none visible (nvidia-smi)"
+    out["gpu"] = describe()  # the same probe the builder and the TensorRT backend use
     try:
         out["tensorrt usable"] = f"yes ({import_tensorrt().__version__})"
     except TensorRTUnavailable as e:

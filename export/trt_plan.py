@@ -1,11 +1,11 @@
 """The TensorRT build plan: what to build, decided in plain code from the stage specs.
 
-Per stage: optimization profiles (min/opt/max of every input, from the spec's named dims; two
-profiles where one range would size every buffer and tactic for the longest request), the
-precision and its fp32 islands (module paths from the precision analysis, resolved to ONNX node
-names through the exporter's ``name_scopes`` metadata, which TensorRT's parser keeps as layer
-names), the workspace limit and the engine's cache key. Nothing here imports TensorRT; the thin
-builder (``trt_build.py``) only applies this plan.
+Per stage: the ONNX graph the engine is built from (the fp32 graph, or the fp16/bf16 graph that
+``mixed_precision.convert`` made with its fp32 islands: TensorRT builds it strongly typed, so the
+precision is the graph's types and no builder flag), optimization profiles (min/opt/max of every
+input, from the spec's named dims; two profiles where one range would size every buffer and tactic
+for the longest request), whether TF32 may be used, the workspace limit and the engine's cache key.
+Nothing here imports TensorRT; the thin builder (``trt_build.py``) only applies this plan.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ PROFILE_SPLITS = {"dit_step": ("T", 1024), "bigvgan": ("T_mel", 1024), "gpt_deco
                   "length_regulator": ("T_out", 1024)}
 WORKSPACE = {"dit_step": 8 * GiB, "bigvgan": 8 * GiB, "semantic_encoder": 4 * GiB}
 DEFAULT_WORKSPACE = 2 * GiB
-# integer outputs must be exact: a stage the analysis cannot make pass stays fp32 as a whole
 BUILDER_OPTIMIZATION_LEVEL = 3
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def profiles_for(spec: StageSpec) -> list[Profile]:
@@ -79,24 +79,27 @@ def island_nodes(onnx_path: str | Path, islands: list[str]) -> list[str]:
 @dataclass
 class StagePlan:
     stage: str
-    onnx: str
-    onnx_sha256: str
-    precision: str  # fp32 | fp16 | bf16: the builder flag
-    fp32_islands: list[str]  # module paths ('' = the whole stage)
-    fp32_nodes: list[str]  # the ONNX node (TensorRT layer) names they resolve to
+    graph: str  # the ONNX file the engine is built from, e.g. dit_step.onnx or dit_step.fp16.onnx
+    graph_sha256: str
+    graph_precision: str  # fp32 | fp16 | bf16: what the graph's float types are (islands stay fp32 in it)
     profiles: list[Profile]
     workspace_bytes: int
     builder_optimization_level: int = BUILDER_OPTIMIZATION_LEVEL
+    tf32: bool = False  # TF32 for the graph's fp32 layers; off by default (fp32 tolerances assume real fp32)
     engine: str = ""
-    io: dict = field(default_factory=dict)  # tensor -> dtype at the engine boundary (kept as the graph's)
+    io: dict = field(default_factory=dict)  # tensor -> dtype at the engine boundary, read from the graph
     notes: list[str] = field(default_factory=list)
 
+    def builder_flags(self) -> dict:
+        """The builder settings besides profiles and workspace (what ``trt_build`` sets)."""
+        return {"strongly_typed": True, "tf32": self.tf32, "level": self.builder_optimization_level}
+
     def cache_key(self, trt_version: str, compute_capability: str) -> str:
-        """Everything that changes the engine: graph bytes, precision and islands, profiles,
-        workspace, optimization level, TensorRT version and the GPU's compute capability."""
-        blob = json.dumps({"schema": PLAN_SCHEMA, "onnx": self.onnx_sha256, "precision": self.precision,
-                           "nodes": sorted(self.fp32_nodes), "profiles": [asdict(p) for p in self.profiles],
-                           "workspace": self.workspace_bytes, "level": self.builder_optimization_level,
+        """Exactly what shapes the engine: the graph's bytes (its types included), the profiles,
+        the builder flags, the workspace, TensorRT's version and the GPU's compute capability; not
+        the file names, notes or the boundary dtypes (the graph's bytes already fix them)."""
+        blob = json.dumps({"schema": PLAN_SCHEMA, "graph": self.graph_sha256, "flags": self.builder_flags(),
+                           "profiles": [asdict(p) for p in self.profiles], "workspace": self.workspace_bytes,
                            "trt": trt_version, "cc": compute_capability}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -112,42 +115,52 @@ class StagePlan:
         return cls(**d)
 
 
+def graph_io(onnx_path: str | Path) -> dict[str, str]:
+    """Each graph input/output's dtype as the graph file declares it (numpy names)."""
+    import onnx
+    from onnx import helper
+
+    g = onnx.load(str(onnx_path), load_external_data=False).graph
+    return {v.name: str(helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)) if v.type.tensor_type.elem_type
+            != onnx.TensorProto.BFLOAT16 else "bfloat16" for v in list(g.input) + list(g.output)}
+
+
 def make_plan(engine_dir: str | Path, manifest: dict, specs: dict[str, StageSpec], precision: str,
-              analysis: dict | None = None) -> dict:
-    """The whole build plan for the stages in ``manifest``. ``analysis``: stage -> the precision
-    analysis' JSON (``StagePrecision.to_json()``); required for fp16/bf16."""
-    if precision not in ("fp32", "fp16", "bf16"):
+              graphs: dict[str, dict] | None = None, tf32: bool = False) -> dict:
+    """The whole build plan for the stages in ``manifest``.
+
+    ``graphs``: stage -> {"onnx": file, "sha256": ..., "precision": ..., "note": ...}, the graph to
+    build for ``precision`` (what ``mixed_precision.convert`` wrote; a stage no island set saves
+    names its fp32 graph here, with the reason in "note"). Required for fp16/bf16; fp32 builds
+    the manifest's fp32 graphs."""
+    if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: expected fp32, fp16 or bf16")
     engine_dir = Path(engine_dir)
     stages = {}
     for name, entry in manifest["stages"].items():
         spec = specs[name]
-        islands, notes = [], []
-        stage_precision = precision
-        if precision != "fp32":
-            a = (analysis or {}).get(name)
-            if a is None:
-                raise ValueError(f"stage {name}: no {precision} analysis; run the precision analysis first")
-            if a["precision"] != precision:
-                raise ValueError(f"stage {name}: the analysis is for {a['precision']}, the plan for {precision}")
-            islands = list(a["islands"])
-            if islands == [""]:
-                stage_precision, islands = "fp32", []
-                notes.append(f"{precision} fails even with every island; built fp32 ({a.get('note', '')})")
-            elif islands:
-                notes.append(f"fp32 islands: {', '.join(a['groups'])} ({len(islands)} modules)")
-        onnx_file = engine_dir / entry["onnx"]
+        if precision == "fp32":
+            g = {"onnx": entry["onnx"], "sha256": entry["files"][entry["onnx"]], "precision": "fp32"}
+        else:
+            g = (graphs or {}).get(name)
+            if g is None:
+                raise ValueError(f"stage {name}: no {precision} graph; convert it first "
+                                 f"(indextts_trt.export.mixed_precision.convert)")
+        if g["precision"] not in (precision, "fp32"):
+            raise ValueError(f"stage {name}: the graph {g['onnx']} is {g['precision']}, the plan is for {precision}")
+        path = engine_dir / g["onnx"]
+        if not path.is_file():
+            raise ValueError(f"stage {name}: {path} does not exist")
+        notes = [g["note"]] if g.get("note") else []
+        if precision != "fp32" and g["precision"] == "fp32" and not notes:
+            raise ValueError(f"stage {name}: built fp32 in a {precision} plan without a reason")
         plan = StagePlan(
-            stage=name, onnx=entry["onnx"], onnx_sha256=entry["files"][entry["onnx"]], precision=stage_precision,
-            fp32_islands=islands, fp32_nodes=island_nodes(onnx_file, islands) if islands else [],
-            profiles=profiles_for(spec), workspace_bytes=WORKSPACE.get(name, DEFAULT_WORKSPACE),
-            engine=f"{name}.{stage_precision}.engine",
-            io={t.name: t.dtype for t in spec.inputs + spec.outputs}, notes=notes)
-        if islands and not plan.fp32_nodes:
-            raise ValueError(f"stage {name}: the fp32 islands {islands[:3]}... match no node of {onnx_file.name}; "
-                             "the graph lacks name_scopes metadata or the analysis is for another model")
+            stage=name, graph=g["onnx"], graph_sha256=g["sha256"], graph_precision=g["precision"],
+            profiles=profiles_for(spec), workspace_bytes=WORKSPACE.get(name, DEFAULT_WORKSPACE), tf32=tf32,
+            engine=f"{name}.{g['precision']}{'.tf32' if tf32 else ''}.engine", io=graph_io(path), notes=notes)
         stages[name] = plan.to_json()
-    return {"schema": PLAN_SCHEMA, "precision": precision, "timing_cache": TIMING_CACHE, "stages": stages}
+    return {"schema": PLAN_SCHEMA, "precision": precision, "tf32": tf32, "timing_cache": TIMING_CACHE,
+            "stages": stages}
 
 
 def write_plan(engine_dir: str | Path, plan: dict) -> Path:
@@ -156,4 +169,5 @@ def write_plan(engine_dir: str | Path, plan: dict) -> Path:
     return path
 
 
-__all__ = ["StagePlan", "profiles_for", "island_nodes", "make_plan", "write_plan", "PROFILE_SPLITS"]
+__all__ = ["StagePlan", "profiles_for", "island_nodes", "graph_io", "make_plan", "write_plan", "PROFILE_SPLITS",
+           "PRECISIONS"]

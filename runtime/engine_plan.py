@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-PLAN_SCHEMA = 1
+PLAN_SCHEMA = 2  # 2: the graph file decides the precision (TensorRT 10 strongly typed / 11)
 PLAN_FILE = "trt_plan.json"
 
 
@@ -42,6 +42,9 @@ def load_plan(engine_dir: str | Path) -> dict:
     plan = json.loads(path.read_text())
     if plan.get("schema", 0) > PLAN_SCHEMA:
         raise ValueError(f"{path}: plan schema {plan['schema']} is newer than this tool ({PLAN_SCHEMA}); upgrade")
+    if plan.get("schema", 0) < PLAN_SCHEMA:
+        raise ValueError(f"{path}: plan schema {plan.get('schema')} predates precision-in-the-graph ({PLAN_SCHEMA}); "
+                         f"rerun `tts-export plan --out {engine_dir}`")
     return plan
 
 

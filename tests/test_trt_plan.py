@@ -40,48 +40,69 @@ def test_profiles_cover_every_input_and_split_long_ranges(full_cfg, tiny_cfg):
     assert [p.name for p in profiles_for(stage_specs(tiny_cfg)["gpt_decode"])] == ["all"]
 
 
-def _analysis(manifest, precision, islands=None):
-    islands = islands or {}
-    return {n: {"precision": precision, "islands": islands.get(n, []), "groups": ["norms"] if islands.get(n) else [],
-                "note": ""} for n in manifest["stages"]}
-
-
 def test_plan_fp32_and_cache_keys(engine_dir, tiny_cfg):
     from indextts_trt.runtime.manifest import load_manifest
 
     man = load_manifest(engine_dir)
     plan = make_plan(engine_dir, man, stage_specs(tiny_cfg), "fp32")
-    assert set(plan["stages"]) == set(stage_specs(tiny_cfg))
+    assert set(plan["stages"]) == set(stage_specs(tiny_cfg)) and plan["tf32"] is False
     sp = StagePlan.from_json(json.loads(json.dumps(plan["stages"]["dit_step"])))  # JSON round trip
-    assert sp.precision == "fp32" and not sp.fp32_nodes and sp.engine == "dit_step.fp32.engine"
+    assert sp.graph == "dit_step.onnx" and sp.graph_precision == "fp32" and sp.engine == "dit_step.fp32.engine"
+    assert sp.graph_sha256 == man["stages"]["dit_step"]["files"]["dit_step.onnx"]
+    assert sp.io["x"] == "float32" and sp.io["x_lens"] == "int64" and not sp.tf32
+    assert not {"precision", "fp32_islands", "fp32_nodes"} & set(plan["stages"]["dit_step"])  # no builder precision
     k = sp.cache_key("10.1.0", "9.0")
     assert k == sp.cache_key("10.1.0", "9.0")
+    other = profiles_for(stage_specs(tiny_cfg)["bigvgan"])
     changed = [sp.cache_key("10.2.0", "9.0"), sp.cache_key("10.1.0", "8.9"),
-               StagePlan(**{**sp.__dict__, "precision": "fp16"}).cache_key("10.1.0", "9.0"),
-               StagePlan(**{**sp.__dict__, "fp32_nodes": ["node_x"]}).cache_key("10.1.0", "9.0"),
+               StagePlan(**{**sp.__dict__, "tf32": True}).cache_key("10.1.0", "9.0"),
+               StagePlan(**{**sp.__dict__, "builder_optimization_level": 5}).cache_key("10.1.0", "9.0"),
+               StagePlan(**{**sp.__dict__, "profiles": other}).cache_key("10.1.0", "9.0"),
                StagePlan(**{**sp.__dict__, "workspace_bytes": 1}).cache_key("10.1.0", "9.0"),
-               StagePlan(**{**sp.__dict__, "onnx_sha256": "0" * 64}).cache_key("10.1.0", "9.0")]
+               StagePlan(**{**sp.__dict__, "graph_sha256": "0" * 64}).cache_key("10.1.0", "9.0")]
     assert k not in changed and len(set(changed)) == len(changed)
+    # what does not shape the engine is not in its key
+    same = [StagePlan(**{**sp.__dict__, "notes": ["x"]}), StagePlan(**{**sp.__dict__, "engine": "other.engine"}),
+            StagePlan(**{**sp.__dict__, "graph": "renamed.onnx"}), StagePlan(**{**sp.__dict__, "io": {}})]
+    assert all(s.cache_key("10.1.0", "9.0") == k for s in same)
+    assert make_plan(engine_dir, man, stage_specs(tiny_cfg), "fp32", tf32=True)["stages"]["dit_step"]["engine"] \
+        == "dit_step.fp32.tf32.engine"
     with pytest.raises(ValueError, match="precision 'int8'"):
         make_plan(engine_dir, man, stage_specs(tiny_cfg), "int8")
 
 
-def test_plan_fp16_applies_the_analysis(engine_dir, tiny_cfg):
+def test_plan_fp16_builds_the_converted_graphs(engine_dir, tiny_cfg, tmp_path):
+    from indextts_trt.export.mixed_precision import convert, io_policy
+    from indextts_trt.runtime.files import sha256_file
     from indextts_trt.runtime.manifest import load_manifest
 
     man, specs = load_manifest(engine_dir), stage_specs(tiny_cfg)
-    with pytest.raises(ValueError, match="no fp16 analysis"):
-        make_plan(engine_dir, man, specs, "fp16")
-    with pytest.raises(ValueError, match="analysis is for bf16"):
-        make_plan(engine_dir, man, specs, "fp16", _analysis(man, "bf16"))
-    isl = {"dit_step": ["est.transformer.layers.0.ffn_norm"], "semantic_codec": [""]}
-    plan = make_plan(engine_dir, man, specs, "fp16", _analysis(man, "fp16", isl))
+    out = tmp_path / "eng"
+    shutil.copytree(engine_dir, out)
+    with pytest.raises(ValueError, match="no fp16 graph; convert it first"):
+        make_plan(out, man, specs, "fp16")
+    c = convert(out / "gpt_layer.onnx", out / "gpt_layer.fp16.onnx", "fp16", [], io_policy(specs["gpt_layer"], "fp16"))
+    fp32 = {n: {"onnx": e["onnx"], "sha256": e["files"][e["onnx"]], "precision": "fp32", "note": "kept fp32: test"}
+            for n, e in man["stages"].items()}
+    graphs = {**fp32, "gpt_layer": {"onnx": c.path.name, "sha256": sha256_file(c.path), "precision": "fp16"}}
+    plan = make_plan(out, man, specs, "fp16", graphs)
+    gl = plan["stages"]["gpt_layer"]
+    assert gl["graph"] == "gpt_layer.fp16.onnx" and gl["graph_precision"] == "fp16" and gl["engine"] == \
+        "gpt_layer.fp16.engine"
+    assert gl["io"] == {"latent": "float32", "projected": "float32"}  # read from the graph: fp32 at the boundary
     dit = plan["stages"]["dit_step"]
-    assert dit["precision"] == "fp16" and dit["fp32_nodes"]
-    assert plan["stages"]["semantic_codec"]["precision"] == "fp32"  # whole stage kept fp32
-    assert plan["stages"]["gpt_layer"]["precision"] == "fp16" and not plan["stages"]["gpt_layer"]["fp32_nodes"]
-    with pytest.raises(ValueError, match="match no node"):
-        make_plan(engine_dir, man, specs, "fp16", _analysis(man, "fp16", {"dit_step": ["no.such.module"]}))
+    assert dit["graph_precision"] == "fp32" and dit["notes"] == ["kept fp32: test"]
+    with pytest.raises(ValueError, match="built fp32 in a fp16 plan without a reason"):
+        make_plan(out, man, specs, "fp16", {**graphs, "dit_step": {**fp32["dit_step"], "note": ""}})
+    with pytest.raises(ValueError, match="is bf16, the plan is for fp16"):
+        make_plan(out, man, specs, "fp16", {**graphs, "vq2emb": {**fp32["vq2emb"], "precision": "bf16"}})
+    # a plan from before precision-in-the-graph is refused with the command that remakes it
+    from indextts_trt.export.trt_plan import write_plan
+    from indextts_trt.runtime.engine_plan import load_plan
+
+    write_plan(out, {**plan, "schema": 1})
+    with pytest.raises(ValueError, match="predates precision-in-the-graph"):
+        load_plan(out)
 
 
 def test_island_nodes_follow_the_module_scopes(engine_dir):
@@ -154,6 +175,9 @@ def test_build_fp16_without_tensorrt_writes_graphs_and_plan_then_stops(tiny_ckpt
     assert set(analysis) == {"gpt_layer", "length_regulator"}
     assert "| gpt_layer | fp16 |" in (out / "precision_report.md").read_text()
     assert not list(out.glob("*.engine"))
+    # the engines would be built from the converted graphs, which ONNX Runtime loads
+    for name in ("gpt_layer", "length_regulator"):
+        assert plan["stages"][name]["graph"] == f"{name}.fp16.onnx" and (out / f"{name}.fp16.onnx").is_file()
 
 
 # ------------------------------------------------------------------ TensorRT only
