@@ -4,7 +4,8 @@ Per file: present; readable without running code (pickles through ``torch.load(w
 only, safetensors/JSON/YAML/SentencePiece by their own parsers); every key and shape as the
 config requires, which is checked by loading each model with the reference's own loaders (their
 ``load_strict`` names every missing, unknown or mis-shaped key, so no key list is restated
-here); a safetensors twin converted from *this* pickle; and the sha256 pinned in
+here; a loader that reads several files stops at the first bad one, which the report names); a
+safetensors twin converted from *this* pickle; and the sha256 pinned in
 ``checkpoints.lock.json``, so a later silent change is caught. The lock is written the first
 time everything passes (and by ``tts-export download``/``convert``); ``update_lock`` accepts the
 current contents.

@@ -20,8 +20,12 @@ import torch
 from torch import nn
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable, or does not match the model."""
+class CheckpointError(RuntimeError, ValueError):
+    """A checkpoint file is missing, unreadable, or does not match the model.
+
+    Also a ValueError (a bad input file, like ConfigError), so the CLIs that turn ValueErrors
+    into a one-line error (tts-run --backend torch, tts-export plan) do so for it too.
+    """
 
 
 # ------------------------------------------------------------------------------------------- read
