@@ -312,6 +312,12 @@ def test_clear_errors_for_unknown_revisions_repos_and_modelscope(hub_root, tmp_p
             inproc(url, out, revision="v9")
         with pytest.raises(DownloadError, match=r"Nobody/Nothing: repository not found"):
             inproc(url, out, model="Nobody/Nothing")
+    partial = tmp_path / "partial"  # a repository without one of the released files
+    shutil.copytree(hub_root, partial)
+    (partial / "funasr/campplus/campplus_cn_common.bin").unlink()
+    with hub(partial, tmp_path / "hub2.log") as url:
+        with pytest.raises(DownloadError, match=r"funasr/campplus: campplus_cn_common\.bin not found in the repository"):
+            inproc(url, out)
     with pytest.raises(DownloadError, match=r"modelscope is not supported.*HF_ENDPOINT=https://hf-mirror.com"):
         inproc("http://127.0.0.1:9", out, source="modelscope")
     with pytest.raises(DownloadError, match=r"cannot reach http://127.0.0.1:9 .*HF_ENDPOINT"):
