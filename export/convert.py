@@ -54,7 +54,10 @@ def identical(a: object, b: object, at: str = "") -> str | None:
         if a.dtype != b.dtype or a.shape != b.shape:
             return f"'{at}': {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"
         # compare the bytes, so NaN payloads and -0.0 count too
-        same = a.numel() == 0 or torch.equal(a.contiguous().view(-1).view(torch.uint8), b.contiguous().view(-1).view(torch.uint8))
+        def raw(t):
+            return t.contiguous().view(-1).view(torch.uint8)
+
+        same = a.numel() == 0 or torch.equal(raw(a), raw(b))
         return None if same else f"'{at}': values differ"
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):

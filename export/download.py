@@ -30,8 +30,8 @@ from indextts_trt.runtime.config import ConfigError, IndexTTSConfig, load_config
 from indextts_trt.runtime.layout import CheckpointLayout
 
 from .hub import Hub, HubError, RemoteFile, cache_candidates, digests, etag_matches
-from .verify import (LOCK_NAME, OPTIONAL_FILES, PICKLE_SUFFIXES, VerifyReport, read_lock, twin_entry, twin_source_sha256,
-                     umask, verify, write_lock)
+from .verify import (LOCK_NAME, OPTIONAL_FILES, PICKLE_SUFFIXES, VerifyReport, read_lock, twin_entry,
+                     twin_source_sha256, umask, verify, write_lock)
 
 MODEL_REPO = "IndexTeam/IndexTTS-2"
 # where each auxiliary file comes from (upstream ensure_models_available); None: config.yaml's vocoder.name

@@ -109,8 +109,9 @@ class Hub:
             status = e.response.status_code if e.response is not None else "?"
             raise HubError(f"{repo}: {what}: HTTP {status} from {self.endpoint}") from None
         except _transport_errors() as e:
-            raise HubError(f"cannot reach {self.endpoint} for {repo} ({type(e).__name__}: {e}); set HF_ENDPOINT to "
-                           "a mirror (e.g. https://hf-mirror.com), or HF_HUB_OFFLINE=1 to use local files only") from None
+            raise HubError(f"cannot reach {self.endpoint} for {repo} ({type(e).__name__}: {e}); set HF_ENDPOINT "
+                           "to a mirror (e.g. https://hf-mirror.com), or HF_HUB_OFFLINE=1 to use local files only"
+                           ) from None
 
     def commit(self, repo: str, revision: str) -> str:
         """The commit a revision (branch, tag or commit) of ``repo`` points at."""

@@ -99,7 +99,8 @@ def _loaders() -> list[tuple[tuple[str, ...], Callable[[CheckpointLayout, IndexT
     return [
         (("bpe_model",), _load_tokenizer),
         (("gpt",), lambda lay, cfg: load_unified_voice(lay.gpt(cfg), cfg)),
-        (("spk_matrix", "emo_matrix"), lambda lay, cfg: load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)),
+        (("spk_matrix", "emo_matrix"),
+         lambda lay, cfg: load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)),
         (("s2mel",), lambda lay, cfg: load_s2mel(lay.s2mel(cfg), cfg)),
         (("w2v_bert_config", "w2v_bert_weights", "w2v_stat"),
          lambda lay, cfg: load_w2vbert(lay.w2v_bert_dir(), lay.w2v_stat(cfg), cfg)),

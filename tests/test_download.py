@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("huggingface_hub")
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from hub_server import RELEASE, make_hub  # noqa: E402
@@ -323,3 +321,40 @@ def test_clear_errors_for_unknown_revisions_repos_and_modelscope(hub_root, tmp_p
     with pytest.raises(DownloadError, match=r"cannot reach http://127.0.0.1:9 .*HF_ENDPOINT"):
         inproc("http://127.0.0.1:9", out)
     assert not out.exists()
+
+
+def test_the_stand_in_answers_the_clients_listing_calls(hub_root, tmp_path, monkeypatch):
+    """What snapshot_download and get_paths_info call (model info, tree, paths-info, resolve)."""
+    import socket
+
+    from huggingface_hub import HfApi, constants, snapshot_download
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real(host, *a, **k) if host == "127.0.0.1"
+                        else pytest.fail(f"a test tried to reach {host}"))
+    with hub(hub_root, tmp_path / "hub.log") as url:
+        d = snapshot_download("amphion/MaskGCT", local_dir=tmp_path / "snap", endpoint=url,
+                              allow_patterns=["semantic_codec/*"], cache_dir=tmp_path / "cache")
+        info = HfApi(endpoint=url).get_paths_info("facebook/w2v-bert-2.0", ["model.safetensors", "config.json"])
+    assert (Path(d) / "semantic_codec/model.safetensors").read_bytes() == \
+        (hub_root / "amphion/MaskGCT/semantic_codec/model.safetensors").read_bytes()
+    assert not (Path(d) / "acoustic_codec").exists()
+    by = {f.path: f for f in info}
+    assert by["model.safetensors"].lfs.size == (hub_root / "facebook/w2v-bert-2.0/model.safetensors").stat().st_size
+    assert by["config.json"].lfs is None
+
+
+def test_a_planted_pickle_on_the_hub_is_refused_and_never_run(tiny_ckpt, tmp_path, inproc):
+    from test_no_pickle_exec import plant
+
+    from indextts_trt.export.download import DownloadError
+
+    ck, sentinel = tmp_path / "ck", tmp_path / "EXECUTED"
+    shutil.copytree(tiny_ckpt, ck)
+    plant(tiny_ckpt, ck, sentinel, "gpt.pth")
+    root = make_hub(ck, tmp_path / "repos")
+    with hub(root, tmp_path / "hub.log") as url:
+        with pytest.raises(DownloadError, match=r"FAIL  gpt\.pth.*\n.*was refused"):
+            inproc(url, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not sentinel.exists()
