@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indextts_trt.runtime.files import sha256_file, write_text_atomic
+from indextts_trt.runtime.files import checkpoint_source, sha256_file, write_text_atomic
 
 from .manifest import cache_key, files_fingerprint, library_versions, open_manifest, save_manifest, tool_version
 from .onnx_export import OPSET, export_sizes, export_stage
@@ -126,8 +126,8 @@ def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, f
 
     def hashes_for(model: str) -> dict[str, str]:
         for k, path in models.files(model).items():
-            if k not in file_hashes:
-                file_hashes[k] = sha256_file(path)
+            if k not in file_hashes:  # what the loader reads: a converted safetensors copy when present
+                file_hashes[k] = sha256_file(checkpoint_source(path))
         return {k: file_hashes[k] for k in ev.models[model].files}
 
     manifest["checkpoints"]["path"] = str(Path(models.layout.root).resolve())

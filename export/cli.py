@@ -207,6 +207,69 @@ def _register_bench() -> None:
 _register_bench()
 
 
+# ----------------------------------------------------------- released checkpoints (issue 14)
+
+
+@app.command("download")
+def download_cmd(
+    out: Path = typer.Option(Path("checkpoints"), "--out", help="checkpoint directory to write (released layout)"),
+    model: str = typer.Option("IndexTeam/IndexTTS-2", "--model", help="model repository"),
+    revision: str = typer.Option(None, "--revision", help="branch, tag or commit of the model repository"),
+    source: str = typer.Option("hf", "--source", help="hf (mirrors: HF_ENDPOINT) | modelscope"),
+    token: str = typer.Option(None, "--token", help="hub token for gated repositories (default: HF_TOKEN / login)"),
+) -> None:
+    """Download the released checkpoints from their five hub repositories (resumable), verify and lock them."""
+    from indextts_trt.export.download import DownloadError, download
+
+    try:
+        rep = download(out, model=model, revision=revision, source=source, token=token, log=typer.echo)
+    except DownloadError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    for g in rep.files:
+        if g.how != "downloaded":  # downloads were listed as they finished
+            typer.echo(f"  {g.wanted.target:<50s} {g.how}")
+    state = "up to date (run `tts-export verify` to re-check the contents)" if rep.up_to_date else \
+        f"verified, lock {rep.verify.lock}"
+    typer.echo(f"{out}: {len(rep.files)} files, {rep.fetched_bytes / 2**20:.1f} MiB downloaded in "
+               f"{rep.seconds:.1f} s; {state}")
+
+
+@app.command("verify")
+def verify_cmd(
+    checkpoints: Path = typer.Argument(Path("checkpoints"), help="checkpoint directory"),
+    update_lock: bool = typer.Option(False, "--update-lock", help="accept the current contents into the lock"),
+) -> None:
+    """Check every checkpoint file: present, readable without running code, keys and shapes, sha256 lock."""
+    from indextts_trt.export.verify import LOCK_NAME, verify
+
+    rep = verify(checkpoints, update_lock=update_lock)
+    for line in rep.lines():
+        typer.echo(line)
+    if not rep.ok:
+        typer.echo(f"error: {len(rep.bad)} bad file(s) in {checkpoints}: " + ", ".join(f.rel for f in rep.bad), err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{checkpoints}: all {len(rep.files)} files ok in {rep.seconds:.1f} s; {LOCK_NAME} {rep.lock}")
+
+
+@app.command("convert")
+def convert_cmd(
+    checkpoints: Path = typer.Argument(Path("checkpoints"), help="checkpoint directory"),
+    to: str = typer.Option("safetensors", "--to", help="target format (safetensors)"),
+) -> None:
+    """Write a .safetensors twin beside every pickle; the loaders then read no pickle."""
+    from indextts_trt.export.convert import ConvertError, convert
+    from indextts_trt.reference.checkpoint_io import CheckpointError
+    from indextts_trt.runtime.config import ConfigError
+
+    try:
+        done = convert(checkpoints, to, log=typer.echo)
+    except (ConvertError, CheckpointError, ConfigError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{checkpoints}: {len(done)} safetensors twins written, each bit-identical to its pickle")
+
+
 def main() -> None:
     try:
         app()

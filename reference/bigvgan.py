@@ -24,9 +24,9 @@ from .checkpoint_io import (
     CheckpointError,
     expect_mapping,
     fold_weight_norm_keys,
+    load_pickled,
     load_strict,
     read_json,
-    torch_load,
     torch_save,
     unfold_weight_norm_keys,
 )
@@ -219,8 +219,8 @@ def load_bigvgan(model_dir: str | Path, cfg: IndexTTSConfig | None = None) -> Bi
         if math.prod(h.get("upsample_rates", [])) != cfg.hop_length:
             raise CheckpointError(f"{conf}: upsample_rates {h.get('upsample_rates')} do not multiply to hop length "
                                   f"{cfg.hop_length}")
-    weights = model_dir / "bigvgan_generator.pt"
-    sd = expect_mapping(torch_load(weights, "BigVGAN weights"), weights, "generator")
+    obj, weights = load_pickled(model_dir / "bigvgan_generator.pt", "BigVGAN weights")
+    sd = expect_mapping(obj, weights, "generator")
     model = BigVGAN(h)
     # weight-normed (released) or already folded (a remove_weight_norm'd save): accept both
     load_strict(model, fold_weight_norm_keys(sd), str(weights))

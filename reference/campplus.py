@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from indextts_trt.runtime.indextts2.config import IndexTTSConfig
 
-from .checkpoint_io import expect_mapping, load_strict, torch_load, torch_save
+from .checkpoint_io import expect_mapping, load_pickled, load_strict, torch_save
 
 
 def bn_relu(channels: int, affine: bool = True, relu: bool = True) -> nn.Sequential:
@@ -179,7 +179,8 @@ def write_random_campplus(cfg: IndexTTSConfig, path: str | Path, seed: int) -> N
 
 
 def load_campplus(path: str | Path, cfg: IndexTTSConfig) -> CAMPPlus:
-    sd = expect_mapping(torch_load(path, "CAMPPlus checkpoint"), path)
+    obj, path = load_pickled(path, "CAMPPlus checkpoint")
+    sd = expect_mapping(obj, path)
     model = CAMPPlus(cfg)
     load_strict(model, sd, str(path))
     return model.eval()

@@ -7,34 +7,54 @@ is one :class:`CheckpointError` that names the file and the key.
 
 from __future__ import annotations
 
+import json
+import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from indextts_trt.runtime.files import atomic_dir  # noqa: F401 - the writers' directory rule, one place
+from indextts_trt.runtime.files import atomic_write, safetensors_twin
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable, or does not match the model."""
+class CheckpointError(RuntimeError, ValueError):
+    """A checkpoint file is missing, unreadable, or does not match the model.
+
+    Also a ValueError (a bad input file, like ConfigError), so the CLIs that turn ValueErrors
+    into a one-line error (tts-run --backend torch, tts-export plan) do so for it too.
+    """
 
 
 # ------------------------------------------------------------------------------------------- read
 
 
 def torch_load(path: str | Path, what: str = "checkpoint") -> object:
-    """``torch.load`` with ``weights_only=True`` (no pickle code execution) and clear errors."""
+    """``torch.load`` with ``weights_only=True`` (no pickle code execution) and clear errors.
+
+    This is the only place a pickle is read. ``weights_only=True`` admits tensors and plain
+    containers only; a file that needs anything else (a pickled object whose ``__reduce__`` would
+    run code) is refused, never executed.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # torch raises RuntimeError/EOFError/UnpicklingError/zipfile errors
-        try:  # mmap needs the zip format; the legacy format loads without it
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
-            pass
+    except Exception:  # torch raises RuntimeError/EOFError/UnpicklingError/zipfile errors
+        pass
+    try:  # mmap needs the zip format; the legacy format loads without it
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"{what} {path} is truncated or corrupt: UnpicklingError: {e}") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1])
+        raise CheckpointError(
+            f"{what} {path} was refused: it holds pickled objects that loading would run as code, not only "
+            f"tensors ({why}). It is not a released checkpoint; download it again (`tts-export download`)"
+        ) from None
+    except Exception as e:
         raise CheckpointError(f"{what} {path} is truncated or corrupt: {type(e).__name__}: {e}") from None
 
 
@@ -49,6 +69,127 @@ def safetensors_load(path: str | Path, what: str = "checkpoint") -> dict[str, to
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{what} {path} is truncated or corrupt: {e}") from None
+
+
+# ------------------------------------------------------------ safetensors twins of the pickles
+#
+# `tts-export convert` writes ``X.safetensors`` beside each released pickle ``X.pth``/``.pt``/
+# ``.bin``; every loader reads the twin when it is there (load_pickled). safetensors holds one
+# flat {name: tensor} map, so the pickle's nesting is flattened, reversibly:
+#   * an entry of a dict, list or tuple at path P is stored under "P/<key or index>"; the root's
+#     entries have no prefix: gpt.pth keeps its keys, s2mel.pth's {"net": {"cfm": sd}} becomes
+#     "net/cfm/<key>", bigvgan_generator.pt's {"generator": sd} "generator/<key>" (weight_g and
+#     weight_v as they are), a bare tensor (feat1.pt) is stored under "";
+#   * metadata "indextts_trt.containers" (JSON) names the kind of every container by its path
+#     ("" is the root), so empty and non-dict containers come back as they were;
+#   * metadata "indextts_trt.values" (JSON) holds the non-tensor leaves (s2mel's "iters": 0).
+# Dict keys must be strings without "/"; any other object is refused, naming its path.
+
+NESTING = "indextts-trt/nested-v1"
+
+
+def converted_path(path: str | Path) -> Path:
+    """The safetensors twin of a released pickle: gpt.pth -> gpt.safetensors."""
+    return safetensors_twin(path)
+
+
+def flatten_nested(obj: object, source: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A loaded pickle -> (flat tensors, safetensors metadata); :func:`unflatten_nested` inverts it."""
+    tensors: dict[str, torch.Tensor] = {}
+    containers: dict[str, str] = {}
+    values: dict[str, object] = {}
+
+    def walk(x: object, at: str) -> None:
+        if isinstance(x, torch.Tensor):
+            tensors[at] = x
+        elif isinstance(x, (dict, list, tuple)):
+            kind = "dict" if isinstance(x, Mapping) else "list" if isinstance(x, list) else "tuple"
+            containers[at] = kind
+            items = x.items() if kind == "dict" else enumerate(x)
+            for k, v in items:
+                if kind == "dict" and not (isinstance(k, str) and k and "/" not in k):
+                    raise CheckpointError(f"{source}: key {k!r} under '{at}' cannot be stored in safetensors "
+                                          "(dict keys must be non-empty strings without '/')")
+                walk(v, f"{at}/{k}" if at else str(k))
+        elif x is None or isinstance(x, (bool, int, float, str)):
+            values[at] = x
+        else:
+            raise CheckpointError(f"{source}: '{at}' is a {type(x).__name__}, which safetensors cannot hold")
+
+    walk(obj, "")
+    meta = {"indextts_trt.nesting": NESTING, "indextts_trt.containers": json.dumps(containers),
+            "indextts_trt.values": json.dumps(values)}
+    return tensors, meta
+
+
+def unflatten_nested(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str] | None, source: str) -> object:
+    """Inverse of :func:`flatten_nested`; a plain safetensors file (no nesting metadata) stays flat."""
+    meta = meta or {}
+    if meta.get("indextts_trt.nesting") is None:
+        return dict(tensors)
+    if meta["indextts_trt.nesting"] != NESTING:
+        raise CheckpointError(f"{source}: unknown nesting format {meta['indextts_trt.nesting']!r} (expected {NESTING})")
+    try:
+        containers = json.loads(meta["indextts_trt.containers"])
+        leaves = {**json.loads(meta["indextts_trt.values"]), **tensors}
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{source}: damaged nesting metadata: {e}") from None
+    if "" not in containers:  # a bare tensor or value
+        return leaves.get("")
+    built: dict[str, object] = {p: {} for p in containers}
+    children: dict[str, list[tuple[str, object]]] = {p: [] for p in containers}
+    for path, value in leaves.items():
+        parent, _, key = path.rpartition("/")
+        if parent not in children:
+            raise CheckpointError(f"{source}: entry '{path}' has no container '{parent}'")
+        children[parent].append((key, value))
+    for path in sorted(containers, key=lambda p: -p.count("/") - (p != "")):  # deepest first
+        items = children[path] + [(c.rpartition("/")[2], built[c]) for c in containers
+                                  if c and c.rpartition("/")[0] == path]
+        kind = containers[path]
+        if kind == "dict":
+            built[path] = dict(items)
+        else:
+            seq = [v for _, v in sorted(items, key=lambda kv: int(kv[0]))]
+            built[path] = seq if kind == "list" else tuple(seq)
+    return built[""]
+
+
+def save_nested_safetensors(obj: object, path: str | Path, source: str, metadata: Mapping[str, str] = ()) -> None:
+    """Write ``obj`` (a loaded pickle) to ``path`` in the nested-v1 layout, atomically."""
+    from safetensors.torch import save_file
+
+    tensors, meta = flatten_nested(obj, source)
+    seen: set[int] = set()
+    flat = {}
+    for k, t in tensors.items():  # safetensors refuses shared storage (tied weights); copy those
+        ptr = t.untyped_storage().data_ptr()
+        flat[k] = t.clone().contiguous() if ptr in seen and t.numel() else t.contiguous()
+        seen.add(ptr)
+    atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata={**meta, **dict(metadata)}))
+
+
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt: {e}") from None
+
+
+def load_pickled(path: str | Path, what: str = "checkpoint") -> tuple[object, Path]:
+    """What a released pickle holds, read from its safetensors twin when there is one.
+
+    Every loader of a pickled file calls this, so the preference is written once. Returns the
+    object and the file actually read, for error messages.
+    """
+    path = Path(path)
+    twin = converted_path(path)
+    if twin != path and twin.is_file():
+        return unflatten_nested(safetensors_load(twin, what), safetensors_metadata(twin), str(twin)), twin
+    return torch_load(path, what), path
 
 
 def read_json(path: str | Path, what: str) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 from indextts_trt.runtime.indextts2.config import IndexTTSConfig, config_for_size, dump_config
 from indextts_trt.runtime.indextts2.layout import CheckpointLayout
 
-from .checkpoint_io import atomic_dir
+from indextts_trt.runtime.files import atomic_dir
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from .checkpoint_io import (
     CheckpointError,
     expect_mapping,
     fold_weight_norm_keys,
+    load_pickled,
     load_strict,
     strip_prefix,
-    torch_load,
     torch_save,
     unfold_weight_norm_keys,
 )
@@ -90,7 +90,8 @@ def write_random_s2mel(cfg: IndexTTSConfig, path: str | Path, seed: int) -> None
 
 
 def load_s2mel(path: str | Path, cfg: IndexTTSConfig) -> S2Mel:
-    net = expect_mapping(torch_load(path, "s2mel checkpoint"), path, "net")
+    obj, path = load_pickled(path, "s2mel checkpoint")
+    net = expect_mapping(obj, path, "net")
     model = S2Mel(cfg)
     for name in SUBMODULES:
         if name not in net:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from indextts_trt.runtime.indextts2.config import IndexTTSConfig
 
-from .checkpoint_io import CheckpointError, expect_mapping, load_strict, strip_prefix, torch_load, torch_save
+from .checkpoint_io import CheckpointError, expect_mapping, load_pickled, load_strict, strip_prefix, torch_save
 from .conformer import ConformerEncoder
 from .gpt2 import GPT2, KVCache
 from .perceiver import PerceiverResampler
@@ -157,7 +157,7 @@ def write_random_unified_voice(cfg: IndexTTSConfig, path: str | Path, seed: int)
 
 
 def load_unified_voice(path: str | Path, cfg: IndexTTSConfig) -> UnifiedVoice:
-    obj = torch_load(path, "gpt checkpoint")
+    obj, path = load_pickled(path, "gpt checkpoint")
     sd = expect_mapping(obj, path)
     if "model" in sd and isinstance(sd["model"], dict):
         sd = sd["model"]
@@ -184,8 +184,8 @@ def write_random_emo_matrices(cfg: IndexTTSConfig, root: str | Path, seed: int) 
 
 def load_emo_matrices(spk_path: str | Path, emo_path: str | Path,
                       cfg: IndexTTSConfig) -> tuple[list[Tensor], list[Tensor]]:
-    spk = torch_load(spk_path, "speaker style matrix (feat1.pt)")
-    emo = torch_load(emo_path, "emotion matrix (feat2.pt)")
+    spk, spk_path = load_pickled(spk_path, "speaker style matrix (feat1.pt)")
+    emo, emo_path = load_pickled(emo_path, "emotion matrix (feat2.pt)")
     for t, p, width in ((spk, spk_path, cfg.style_dim), (emo, emo_path, cfg.gpt.model_dim)):
         if not isinstance(t, Tensor):
             raise CheckpointError(f"{p}: expected a tensor, got {type(t).__name__}")

@@ -22,20 +22,24 @@ from .conformer import MASK_BIAS
 
 from .checkpoint_io import (
     CheckpointError,
+    load_pickled,
     load_strict,
     read_json,
     safetensors_load,
     safetensors_save,
-    torch_load,
     torch_save,
 )
 
+# The released facebook/w2v-bert-2.0 config's fields that shape the model. mask_time_prob 0.05 (the
+# transformers default the release keeps) makes Wav2Vec2BertModel own ``masked_spec_embed``, a
+# [hidden] spec-augment vector that save_pretrained writes and inference never reads: with it the
+# random files hold exactly the released keys.
 FULL_CONFIG = {
     "architectures": ["Wav2Vec2BertModel"], "model_type": "wav2vec2-bert", "hidden_size": 1024,
     "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096, "hidden_act": "swish",
     "hidden_dropout": 0.0, "activation_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0,
     "final_dropout": 0.1, "layerdrop": 0.1, "layer_norm_eps": 1e-05, "initializer_range": 0.02,
-    "feature_projection_input_dim": 160, "apply_spec_augment": False, "mask_time_prob": 0.0,
+    "feature_projection_input_dim": 160, "apply_spec_augment": False, "mask_time_prob": 0.05,
     "position_embeddings_type": "relative_key", "left_max_position_embeddings": 64,
     "right_max_position_embeddings": 8, "rotary_embedding_base": 10000, "max_source_positions": 5000,
     "conv_depthwise_kernel_size": 31, "conformer_conv_dropout": 0.1, "add_adapter": False,
@@ -126,8 +130,9 @@ def load_w2vbert(model_dir: str | Path, stats_path: str | Path, cfg: IndexTTSCon
     later = re.compile(r"^encoder\.layers\.(\d+)\.")
     sd = {k: v for k, v in sd.items() if not ((m := later.match(k)) and int(m.group(1)) >= cfg.w2v_layer)}
     sd = {k: v for k, v in sd.items() if not k.startswith(("adapter.", "intermediate_ffn."))}
-    load_strict(model.model, sd, str(weights), optional=("masked_spec_embed",))
-    stats = torch_load(stats_path, "w2v-bert stats")
+    # masked_spec_embed: training-only; present in the release, absent from older random files
+    load_strict(model.model, sd, str(weights), optional=("masked_spec_embed",), ignore_unexpected=("masked_spec_embed",))
+    stats, stats_path = load_pickled(stats_path, "w2v-bert stats")
     if not isinstance(stats, dict) or "mean" not in stats or "var" not in stats:
         raise CheckpointError(f"{stats_path}: expected a dict with 'mean' and 'var'")
     for k in ("mean", "var"):

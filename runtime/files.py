@@ -76,6 +76,22 @@ def atomic_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin")  # the released checkpoints' torch pickles
+
+
+def safetensors_twin(path: str | Path) -> Path:
+    """The safetensors copy ``tts-export convert`` writes beside a released pickle (gpt.pth ->
+    gpt.safetensors); loaders prefer it when present."""
+    return Path(path).with_suffix(".safetensors")
+
+
+def checkpoint_source(path: str | Path) -> Path:
+    """The file a loader actually reads for ``path``: its safetensors twin when one exists."""
+    path = Path(path)
+    twin = safetensors_twin(path)
+    return twin if path.suffix in PICKLE_SUFFIXES and twin.is_file() else path
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -84,4 +100,5 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-__all__ = ["atomic_write", "atomic_dir", "write_bytes_atomic", "write_text_atomic", "sha256_file"]
+__all__ = ["atomic_write", "atomic_dir", "write_bytes_atomic", "write_text_atomic", "sha256_file", "PICKLE_SUFFIXES",
+           "safetensors_twin", "checkpoint_source"]

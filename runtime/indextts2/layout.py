@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
+from ..files import checkpoint_source
 from .config import IndexTTSConfig, load_config
 
 
@@ -79,7 +80,8 @@ class CheckpointLayout:
         if not self.root.is_dir():
             raise ConfigError(f"checkpoint directory not found: {self.root}")
         cfg = load_config(self.config())
-        missing = [f"{k} ({p})" for k, p in self.required_files(cfg).items() if not p.is_file()]
+        # a released pickle may be replaced by its safetensors twin (tts-export convert)
+        missing = [f"{k} ({p})" for k, p in self.required_files(cfg).items() if not checkpoint_source(p).is_file()]
         if missing:
             raise ConfigError(f"checkpoint directory {self.root} is incomplete; missing: " + ", ".join(missing))
         return cfg
