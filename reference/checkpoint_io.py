@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from indextts_trt.runtime.errors import UserError
 from indextts_trt.runtime.files import atomic_dir  # noqa: F401 - the writers' directory rule, one place
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unreadable, or does not match the model."""
 
 
