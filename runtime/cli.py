@@ -138,7 +138,7 @@ def synth(
             else:
                 rep = _run_engines(engine_dir, text, speaker, out, emotion_audio, opts, threads=threads, voice=voice,
                                    save_voice=save_voice, voices_dir=voices_dir or engine_dir / "voices",
-                                   stream=stream or chunk is not None, chunk=chunk, backend=backend,
+                                   stream=stream or stream_chunk is not None, chunk=chunk, backend=backend,
                                    ort_provider=ort_provider)
         _print_report(rep, out)
         if report is not None:

@@ -106,6 +106,9 @@ def atomic_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     directory gets the mode ``mkdir`` would give it, not mkdtemp's private 0700.
     """
     final = Path(final)
+    if final.is_symlink() or (final.exists() and not final.is_dir()):  # never rename a device or a link away
+        kind = "a symbolic link" if final.is_symlink() else "not a directory"
+        raise WriteError(f"cannot write the directory {final}: it is {kind}")
     occupied = any(final.iterdir()) if final.is_dir() else final.exists()
     if occupied and not overwrite:
         raise FileExistsError(f"{final} exists and is not empty (pass overwrite to replace it)")

@@ -63,7 +63,10 @@ class Pipeline:
             self.backend, self.backend_reason = choose_backend(self.dir, self.manifest, list(self.specs), backend)
         except BackendError as e:
             raise EngineError(str(e)) from None
-        self.plan = load_plan(self.dir) if self.backend == "trt" else None
+        try:
+            self.plan = load_plan(self.dir) if self.backend == "trt" else None
+        except (ValueError, OSError) as e:  # missing, not JSON, or a newer schema: the directory's problem
+            raise EngineError(f"TensorRT build plan: {' '.join(str(e).split())}") from None
         self._runners: dict[str, StageRunner] = {}
 
     def _verify_host_files(self) -> None:

@@ -147,6 +147,10 @@ ROWS = [  # (id, (ctx) -> (app, args), exit code, words the output names)
         c.ckpt() / "hf_cache/semantic_codec_model.safetensors"))[0], "--out", c.tmp / "e", "--stage", "vq2emb"]), 1,
      ["semantic_codec_model.safetensors"]),
     ("build-precision", lambda c: (export_app, ["build", "--precision", "fp8"]), 2, ["--precision 'fp8'"]),
+    ("init-onto-a-device", lambda c: (export_app, ["init-checkpoints", "--out", char_device(c), "--overwrite"]), 1,
+     ["full", "not a directory"]),
+    ("init-size", lambda c: (export_app, ["init-checkpoints", "--size", "huge", "--out", c.tmp / "k"]), 2,
+     ["--size 'huge'"]),
 ]
 
 
@@ -162,6 +166,8 @@ def test_bad_input_cli(row, ctx):
     for word in names:
         assert word in output, f"{word!r} not in {output!r}"
     assert not (ctx.tmp / "o.wav").exists()  # nothing written on any error
+    if (ctx.tmp / "full").exists():  # the stand-in for /dev/full is still the device it was
+        assert (ctx.tmp / "full").is_char_device()
 
 
 def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(ctx, monkeypatch):

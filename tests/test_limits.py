@@ -35,22 +35,25 @@ def _wav(path: Path, seconds: float, sr: int = 22050) -> Path:
 
 
 def longest_segment_text(pipe, tokens: int) -> str:
-    """A text whose one segment has exactly ``tokens`` tokens (no sentence end, no comma): words
-    added while the count stays within ``tokens``, the last ones one token long."""
-    def count(words):
-        return len(pipe.tokenizer.tokenize(pipe.normalizer.normalize(" ".join(words))))
+    """A text that is one segment of exactly ``tokens`` tokens (no sentence end, no comma): words
+    added while the count stays within ``tokens``, the last ones one token long. The search counts
+    without the normalizer (slow, and these words pass it unchanged); the result is checked with it."""
+    from indextts_trt.runtime.text import text_to_segments
 
     words: list[str] = []
     while True:
         for w in ("hello", "world", "a"):
-            n = count(words + [w])
+            n = len(pipe.tokenizer.tokenize(" ".join(words + [w])))
             if n <= tokens:
                 words.append(w)
                 break
         else:
             pytest.fail(f"no text of exactly {tokens} tokens")
         if n == tokens:
-            return " ".join(words)
+            text = " ".join(words)
+            segs = text_to_segments(text, pipe.normalizer, pipe.tokenizer, tokens, hard_limit=tokens)
+            assert [len(s) for s in segs] == [tokens], [len(s) for s in segs]
+            return text
 
 
 def run_extremes(pipe, tmp: Path, prompt_s: float, emotion_s: float | None, beams: int, codes: int, text: str):
