@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indextts_trt.runtime.errors import OptionError, UserError
 from indextts_trt.runtime.files import checkpoint_source, sha256_file, write_text_atomic
 
 from .manifest import cache_key, files_fingerprint, library_versions, open_manifest, save_manifest, tool_version
@@ -44,8 +45,8 @@ ALL_POINTS = ("opt", "min", "awkward", "max")
 TMP_PREFIX = ".build-"
 
 
-class BuildError(RuntimeError):
-    pass
+class BuildError(UserError, RuntimeError):
+    """The build cannot run or a stage failed (exit code 1); parity failures are in the report."""
 
 
 @dataclass
@@ -81,12 +82,20 @@ def _check_out_dir(out: Path) -> None:
         raise BuildError(f"output directory {out} is not writable")
 
 
-def clean_stale_temporaries(out: Path) -> list[str]:
-    """Remove the temporary directories a killed build left (only ever called under the lock)."""
+def clean_stale_temporaries(out: Path, host_files: tuple[str, ...] = ()) -> list[str]:
+    """Remove what a killed build left (only ever called under the lock): its ``.build-<stage>-*``
+    export directories and the temporary files of the atomic writes it makes at the top level
+    (``.manifest.json.*.tmp``, ``.parity_report.md.*.tmp``, host files). Other tools' temporaries
+    (a ``tts-export plan`` writing its plan) are left alone."""
     gone = []
     for p in out.glob(f"{TMP_PREFIX}*"):
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    ours = ("manifest.json", "parity_report.md", *host_files)
+    for p in out.glob(".*.tmp"):
+        if p.is_file() and any(p.name.startswith(f".{name}.") for name in ours):
+            p.unlink(missing_ok=True)
             gone.append(p.name)
     return gone
 
@@ -102,15 +111,16 @@ def build(checkpoints: str | Path, out: str | Path, stages: list[str] | None = N
     chosen = list(stages) if stages else list(specs)
     unknown = [s for s in chosen if s not in specs]
     if unknown:
-        raise BuildError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(specs)}")
+        raise OptionError("stages", unknown, f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(specs)}")
+    if not points or any(p not in ALL_POINTS for p in points):
+        raise OptionError("points", ",".join(points), f"use a comma-separated subset of {', '.join(ALL_POINTS)}")
     chosen = [s for s in specs if s in chosen]  # in pipeline order
     _check_out_dir(out)
     try:
         with FileLock(str(out / ".build.lock"), timeout=0):
-            gone = clean_stale_temporaries(out)
+            gone = clean_stale_temporaries(out, ev.runtime.host_files)
             if gone:
-                log.info("removed %d temporary director%s a stopped build left: %s", len(gone),
-                         "y" if len(gone) == 1 else "ies", ", ".join(gone))
+                log.info("removed what a stopped build left: %s", ", ".join(gone))
             return _build(models, specs, chosen, out, force, points, progress)
     except Timeout:
         raise BuildError(f"another tts-export build is writing {out}; wait for it or use another --out") from None
@@ -190,6 +200,7 @@ def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, f
                     os.replace(onnx_dir / f, out / f)
         manifest["stages"][name] = {
             "description": spec.description, "files": {f: sha256_file(out / f) for f in produced},
+            "sizes": {f: (out / f).stat().st_size for f in produced},  # checked at every load (runtime)
             "onnx": f"{name}.onnx", "graph_key": spec.graph_key(), "cache_key": key, "opset": OPSET,
             "precision": "fp32",
             "dims": {d.name: {"min": d.min, "opt": d.opt, "max": d.max} for d in spec.dims},
@@ -202,8 +213,11 @@ def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, f
         save_manifest(out, manifest)
         (rep.rejudged if intact else rep.built).append(name)
         _release_unneeded(models, chosen, name)
+    for model in ev.host_models:  # the host files read these: record them, so a mixed directory shows
+        hashes_for(model)
     manifest["checkpoints"]["files"] = dict(file_hashes)
     manifest["host_files"] = ev.write_host_files(models, out)
+    manifest["host_sizes"] = {f: (out / f).stat().st_size for f in manifest["host_files"]}
     save_manifest(out, manifest)
     _write_report(out, manifest, rep)
     return rep

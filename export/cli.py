@@ -1,6 +1,9 @@
 """``tts-export``: checkpoints, graphs and engines.
 
-Sub-commands land issue by issue; each one that exists works end to end.
+Sub-commands land issue by issue; each one that exists works end to end. Errors are one line with
+exit code 2 (usage) or 1 (data: checkpoints, engines directory, disk), never a traceback unless
+``tts-export --debug ...`` (``runtime/cli_errors.py``); 3: the graphs are built but TensorRT is
+not usable here.
 """
 
 from __future__ import annotations
@@ -11,9 +14,25 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+from indextts_trt.runtime.cli_errors import EXIT_CODES_HELP, cli_errors
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, epilog=EXIT_CODES_HELP + " 3: no TensorRT here.",
                   help="Export IndexTTS2 stage by stage to ONNX / TensorRT.")
 PRECISIONS = ("fp32", "fp16", "bf16")
+# option field -> flag, so an OptionError names what the user typed
+FLAGS = {"stages": "--stage", "points": "--points", "precision": "--precision", "size": "--size",
+         "variant": "--variant"}
+_STATE = {"debug": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="print the traceback of an error too "
+                                        "(before the command: tts-export --debug build ...)")) -> None:
+    _STATE["debug"] = debug
+
+
+def _errors():
+    return cli_errors(_STATE["debug"], FLAGS)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -34,19 +53,13 @@ def init_checkpoints_cmd(
     """Write random-weight checkpoints in exactly the released file formats and key names."""
     _setup_logging(verbose)
     from indextts_trt.export.variant import export_variant
-    from indextts_trt.runtime.variant import VariantError
+    from indextts_trt.runtime.errors import OptionError
 
-    if size not in ("tiny", "full"):
-        raise typer.BadParameter(f"--size must be 'tiny' or 'full', got {size!r}")
-    try:
+    with _errors():
+        if size not in ("tiny", "full"):
+            raise OptionError("size", size, "use tiny or full")
         ev = export_variant(variant)
-    except VariantError as e:
-        raise typer.BadParameter(str(e)) from None
-    try:
         rep = ev.init_checkpoints(size, out, seed=seed, overwrite=overwrite)
-    except FileExistsError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     for name, s in rep.seconds.items():
         typer.echo(f"  {name:<28s} {s:8.2f} s")
     typer.echo(f"wrote {rep.out} ({rep.total_bytes / 2**20:.1f} MiB) in {sum(rep.seconds.values()):.1f} s, "
@@ -70,21 +83,14 @@ def build_cmd(
     """Export every stage to ONNX and gate it on parity with the PyTorch reference; then (--trt) the
     precision analysis, the TensorRT build plan, the engines and their parity with ONNX Runtime."""
     _setup_logging(verbose)
-    from indextts_trt.export.build import BuildError, build, failure_table
-    from indextts_trt.reference.checkpoint_io import CheckpointError
-    from indextts_trt.runtime.config import ConfigError
-    from indextts_trt.runtime.manifest import ManifestError
+    from indextts_trt.export.build import build, failure_table
+    from indextts_trt.runtime.errors import OptionError
 
-    if precision not in PRECISIONS:
-        raise typer.BadParameter(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    try:
-        pts = tuple(p.strip() for p in points.split(",") if p.strip())
-        if not pts or any(p not in ("opt", "min", "awkward", "max") for p in pts):
-            raise BuildError(f"--points {points!r}: use a comma-separated subset of opt, min, awkward, max")
-        rep = build(checkpoints, out, stages=stage or None, force=force, points=pts)
-    except (BuildError, ManifestError, CheckpointError, ConfigError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    with _errors():
+        if precision not in PRECISIONS:
+            raise OptionError("precision", precision, f"use one of {', '.join(PRECISIONS)}")
+        rep = build(checkpoints, out, stages=stage or None, force=force,
+                    points=tuple(p.strip() for p in points.split(",") if p.strip()))
     for name in rep.built:
         typer.echo(f"  built   {name:<22s} {rep.seconds[name]:7.1f} s")
     for name in rep.rejudged:
@@ -100,14 +106,11 @@ def build_cmd(
         trt = precision != "fp32"
     if not trt:
         return
-    from indextts_trt.export.engines import build_and_check, plan_engines
+    from indextts_trt.export.engines import build_and_check
     from indextts_trt.runtime.gpu import TensorRTUnavailable, gpu_info, import_tensorrt
 
-    try:
-        plan = plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
-    except (ValueError, ManifestError) as e:
-        typer.echo(f"error: build plan: {e}", err=True)
-        raise typer.Exit(2) from None
+    with _errors():
+        plan = _plan(checkpoints, out, precision)
     try:
         import_tensorrt()
         gpu_info()
@@ -117,11 +120,12 @@ def build_cmd(
                    f"ONNX Runtime runs them (`tts-run --engine-dir {out} --backend ort`). To build the engines, "
                    f"install the trt extra on a machine with an NVIDIA GPU and rerun this command.", err=True)
         raise typer.Exit(3) from None
-    try:
-        built = build_and_check(out, plan, stage or None, force, log=typer.echo)
-    except RuntimeError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    with _errors():
+        try:
+            built = build_and_check(out, plan, stage or None, force, log=typer.echo)
+        except RuntimeError as e:  # a TensorRT build or parity failure (named in the message)
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"TensorRT: built {len(built)} engine(s), each within {precision} tolerance of ONNX Runtime")
 
 
@@ -134,27 +138,37 @@ def plan_cmd(
 ) -> None:
     """Precision analysis and TensorRT build plan for existing graphs, without building anything
     (what `build --precision fp16` does before it needs TensorRT)."""
+    from indextts_trt.runtime.errors import OptionError
+
+    with _errors():
+        if precision not in PRECISIONS:
+            raise OptionError("precision", precision, f"use one of {', '.join(PRECISIONS)}")
+        _plan(checkpoints, out, precision)
+
+
+def _plan(checkpoints: Path, out: Path, precision: str) -> dict:
     from indextts_trt.export.engines import plan_engines
-    from indextts_trt.runtime.manifest import ManifestError
+    from indextts_trt.runtime.errors import UserError
 
     try:
-        plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
-    except (ValueError, ManifestError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        return plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
+    except ValueError as e:  # the plan's own errors (no analysis, islands that match no node): the directory's
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"build plan: {e}") from None
 
 
 @app.command("check")
 def check_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines directory")) -> None:
-    """Check every graph against the TensorRT 10 ONNX parser's operator matrix."""
+    """Check every graph against the TensorRT 10 ONNX parser's operator matrix (after checking
+    every graph file against the manifest's sizes and hashes)."""
     from indextts_trt.export.trt_check import check_engine_dir, trt_table
-    from indextts_trt.runtime.manifest import ManifestError
+    from indextts_trt.runtime.manifest import load_manifest, verify_files
 
-    try:
+    with _errors():
+        for st in load_manifest(engine_dir)["stages"].values():
+            verify_files(engine_dir, st["files"], st.get("sizes"))
         results = check_engine_dir(engine_dir)
-    except ManifestError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"operator table: {trt_table()['source']}")
     bad = 0
     for name, findings in results.items():
@@ -173,20 +187,19 @@ def check_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines d
 @app.command("inspect")
 def inspect_cmd(engine_dir: Path = typer.Argument(Path("engines"), help="engines directory")) -> None:
     """Print the manifest: versions, stages, dimension ranges, parity."""
-    from indextts_trt.runtime.manifest import ManifestError, load_manifest
+    from indextts_trt.runtime.manifest import load_manifest
 
-    try:
+    with _errors():
         m = load_manifest(engine_dir)
-    except ManifestError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"schema {m['schema_version']}  tool {m['tool']['version']}  " +
-               "  ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    typer.echo(f"variant {m['variant']}  checkpoints: {m['checkpoints'].get('path')}")
+    typer.echo(f"schema {m['schema_version']}  tool {m.get('tool', {}).get('version')}  " +
+               "  ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()))
+    typer.echo(f"variant {m['variant']}  checkpoints: {m.get('checkpoints', {}).get('path')}")
     for name, st in m["stages"].items():
-        dims = ", ".join(f"{k} {v['min']}..{v['opt']}..{v['max']}" for k, v in st["dims"].items())
-        ok = sum(c["passed"] for c in st["parity"]["checks"])
-        typer.echo(f"  {name:<22s} {st['precision']:<5s} parity {ok}/{len(st['parity']['checks'])}  {dims}")
+        dims = ", ".join(f"{k} {v.get('min')}..{v.get('opt')}..{v.get('max')}" if isinstance(v, dict) else f"{k} ?"
+                         for k, v in st.get("dims", {}).items())
+        checks = [c for c in st["parity"].get("checks") or [] if isinstance(c, dict)]
+        ok = sum(bool(c.get("passed")) for c in checks)
+        typer.echo(f"  {name:<22s} {str(st.get('precision')):<5s} parity {ok}/{len(checks)}  {dims}")
 
 
 @app.command("env")

@@ -15,15 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from indextts_trt.runtime.errors import UserError
 from indextts_trt.runtime.files import atomic_write, safetensors_twin
 
 
-class CheckpointError(RuntimeError, ValueError):
-    """A checkpoint file is missing, unreadable, or does not match the model.
-
-    Also a ValueError (a bad input file, like ConfigError), so the CLIs that turn ValueErrors
-    into a one-line error (tts-run --backend torch, tts-export plan) do so for it too.
-    """
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint file is missing, unreadable, or does not match the model."""
 
 
 # ------------------------------------------------------------------------------------------- read

@@ -123,7 +123,7 @@ class ReferencePipeline:
                       options: RunOptions = DEFAULTS,
                       progress: bool = False) -> Iterator[tuple[Segment, dict[str, float]]]:
         cfg = self.cfg
-        options = options.validated()
+        options = options.check_request(emotion_audio)  # the runtime's rules, shared
         t = time.perf_counter()
         segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
                                     options.quick_streaming_tokens, hard_limit=cfg.gpt.max_text_tokens)

@@ -2,7 +2,10 @@
 
 This module is imported by the console script, so it must not import torch: the PyTorch
 reference backend (``--backend torch``) is imported only when chosen. Defaults and rules come
-from the options dataclasses (``options.py``, ``sampling.py``); a broken rule names its flag.
+from the options dataclasses (``options.py``, ``sampling.py``, ``streaming.ChunkPlan``) and the
+pipeline's (``check_open_options``); a broken rule names its flag. Every usage rule is checked
+before any file is read (:func:`_request`); errors are one line with exit code 2 (usage) or 1
+(data), never a traceback unless ``--debug`` (``cli_errors.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +19,14 @@ from pathlib import Path
 
 import typer
 
-from .options import DEFAULTS, EMOTION_NAMES, RunOptions
+from .audio.io import MAX_PROMPT_SECONDS, MIN_PROMPT_SECONDS
+from .cli_errors import EXIT_CODES_HELP, cli_errors
+from .errors import OptionError, UsageError, UserError
+from .options import DEFAULTS, EMOTION_NAMES, MAX_CFG_RATE, MAX_DIFFUSION_STEPS, NUM_EMOTIONS, RunOptions
+from .pipeline import MAX_THREADS
 from .sampling import SamplingOptions
+from .streaming import ChunkPlan
+from .voices import NAME_RULE
 
 app = typer.Typer(add_completion=False, help="Synthesize speech with IndexTTS2.")
 log = logging.getLogger("indextts_trt.tts-run")
@@ -25,10 +34,13 @@ log = logging.getLogger("indextts_trt.tts-run")
 DEFAULT_TEXT = "Hello there. This is a test of the IndexTTS2 export toolchain."
 _S = SamplingOptions()
 # options-dataclass field -> the flag that sets it, so an OptionError names what the user typed
-FLAGS = {"emo_alpha": "--emotion-alpha", "emotion_vector": "--emotion-vector", "seed": "--seed",
-         "max_text_tokens_per_segment": "--max-segment-tokens", "diffusion_steps": "--diffusion-steps",
+FLAGS = {"emo_alpha": "--emotion-alpha", "emotion_vector": "--emotion-vector", "emotion_audio": "--emotion-audio",
+         "seed": "--seed", "max_text_tokens_per_segment": "--max-segment-tokens", "diffusion_steps": "--diffusion-steps",
          "cfg_rate": "--cfg-rate", "num_beams": "--num-beams", "top_k": "--top-k", "top_p": "--top-p",
-         "temperature": "--temperature", "repetition_penalty": "--repetition-penalty", "max_new_tokens": "--max-codes"}
+         "temperature": "--temperature", "repetition_penalty": "--repetition-penalty", "max_new_tokens": "--max-codes",
+         "threads": "--threads", "backend": "--backend", "providers": "--ort-provider", "chunk_codes": "--stream-chunk",
+         "overlap_codes": "--stream-overlap", "voice": "--voice", "save_voice": "--save-voice", "speaker": "--speaker"}
+BACKEND_CHOICES = ("auto", "trt", "ort", "torch")
 
 
 def _parse_vector(s: str | None) -> list[float] | None:
@@ -37,119 +49,157 @@ def _parse_vector(s: str | None) -> list[float] | None:
     try:
         return [float(x) for x in s.replace(" ", "").split(",") if x]
     except ValueError:
-        raise typer.BadParameter(f"--emotion-vector must be 8 comma-separated numbers, got {s!r}") from None
+        raise OptionError("emotion_vector", s, f"must be {NUM_EMOTIONS} comma-separated numbers") from None
 
 
-@app.command()
+def _conflict(flag: str, other: str, why: str) -> UsageError:
+    return UsageError(f"{flag} cannot be combined with {other}: {why}")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def synth(
-    text: str = typer.Option(DEFAULT_TEXT, "--text", help="text to speak"),
-    speaker: Path | None = typer.Option(None, "--speaker", help="speaker reference audio (WAV/FLAC/OGG/MP3, "
-                                        "0.5-15 s used); default: a built-in synthetic voice-like prompt"),
-    out: Path = typer.Option(Path("out/tts.wav"), "--out", help="output WAV (22.05 kHz, 16-bit)"),
+    text: str = typer.Option(DEFAULT_TEXT, "--text", help="text to speak (any length: it is cut into segments of at "
+                             "most --max-segment-tokens tokens)"),
+    speaker: Path | None = typer.Option(None, "--speaker", help=f"speaker reference audio (WAV/FLAC/OGG/MP3, at least "
+                                        f"{MIN_PROMPT_SECONDS:g} s; only the first {MAX_PROMPT_SECONDS:g} s are used); "
+                                        "default: a built-in synthetic voice-like prompt"),
+    out: Path = typer.Option(Path("out/tts.wav"), "--out", help="output WAV (22.05 kHz, 16-bit): a regular file or "
+                             "a new path, written atomically"),
     backend: str = typer.Option("auto", "--backend", help="auto: TensorRT engines when the engines directory has "
                                 "them for this GPU, else ONNX Runtime; trt; ort; torch: the PyTorch reference on "
                                 "a checkpoint directory"),
     ort_provider: str = typer.Option("cpu", "--ort-provider", help="ONNX Runtime provider: cpu, or cuda "
                                      "(needs the gpu extra; a fallback to CPU is reported)"),
-    engine_dir: Path = typer.Option(Path("engines"), "--engine-dir", help="engines directory (ort/trt backends)"),
+    engine_dir: Path = typer.Option(Path("engines"), "--engine-dir", help="engines directory (ort/trt backends); "
+                                    "every file is checked against its manifest before it is used"),
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory (torch backend)"),
-    threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: all cores)"),
-    voice: str | None = typer.Option(None, "--voice", help="use a saved voice instead of --speaker (ort/trt)"),
-    save_voice: str | None = typer.Option(None, "--save-voice", help="save the --speaker conditioning under this name"),
+    threads: int = typer.Option(0, "--threads", help=f"ONNX Runtime intra-op threads, in [0, {MAX_THREADS}] "
+                                "(0: all cores)"),
+    voice: str | None = typer.Option(None, "--voice", help=f"use a saved voice instead of --speaker (ort/trt; "
+                                     f"{NAME_RULE})"),
+    save_voice: str | None = typer.Option(None, "--save-voice", help="save the --speaker conditioning under this "
+                                          "name (same rule as --voice)"),
     voices_dir: Path | None = typer.Option(None, "--voices-dir", help="saved voices (default: ENGINE_DIR/voices)"),
     stream: bool = typer.Option(False, "--stream", help="stream and report the time to first audio (per segment, "
                                 "or per code chunk with --stream-chunk)"),
-    stream_chunk: int = typer.Option(0, "--stream-chunk", help="code-chunk streaming: synthesize every N committed "
-                                     "codes (the peer uses 100); 0: per-segment streaming. Implies --stream"),
-    stream_overlap: int = typer.Option(20, "--stream-overlap", help="codes each chunk window overlaps the previous "
-                                       "one by (crossfaded), in [0, --stream-chunk]"),
-    emotion_audio: Path | None = typer.Option(None, "--emotion-audio", help="emotion reference audio"),
-    emotion_vector: str | None = typer.Option(None, "--emotion-vector", help="8 comma-separated weights in [0, 1], "
-                                              f"sum <= 1: {', '.join(EMOTION_NAMES)}; replaces --emotion-audio"),
-    emotion_alpha: float = typer.Option(DEFAULTS.emo_alpha, "--emotion-alpha", help="emotion strength in [0, 1]"),
+    stream_chunk: int | None = typer.Option(None, "--stream-chunk", help="code-chunk streaming: synthesize every N "
+                                            "committed codes, N >= 1 (the peer uses 100; 0: per-segment streaming). "
+                                            "Implies --stream"),
+    stream_overlap: int | None = typer.Option(None, "--stream-overlap", help="codes each chunk window overlaps the "
+                                              f"previous one by (crossfaded), in [0, --stream-chunk]; default "
+                                              f"{ChunkPlan().overlap_codes}; needs --stream-chunk"),
+    emotion_audio: Path | None = typer.Option(None, "--emotion-audio", help="emotion reference audio (same limits as "
+                                              "--speaker)"),
+    emotion_vector: str | None = typer.Option(None, "--emotion-vector", help=f"{NUM_EMOTIONS} comma-separated "
+                                              f"weights in [0, 1], sum <= 1: {', '.join(EMOTION_NAMES)}; instead of "
+                                              "--emotion-audio (not with it)"),
+    emotion_alpha: float | None = typer.Option(None, "--emotion-alpha", help="emotion strength in [0, 1] (default "
+                                               f"{DEFAULTS.emo_alpha:g}); needs --emotion-audio or --emotion-vector"),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help="seed for sampling and diffusion noise (>= 0)"),
-    greedy: bool = typer.Option(False, "--greedy", help="greedy decoding (1 beam, argmax) instead of beam sampling"),
-    num_beams: int = typer.Option(_S.num_beams, "--num-beams", help="beams of the beam sampler (>= 1)"),
-    top_k: int = typer.Option(_S.top_k, "--top-k", help="keep the k most likely codes (0: off)"),
-    top_p: float = typer.Option(_S.top_p, "--top-p", help="nucleus sampling mass in (0, 1]"),
-    temperature: float = typer.Option(_S.temperature, "--temperature", help="sampling temperature (> 0)"),
+    greedy: bool = typer.Option(False, "--greedy", help="greedy decoding (1 beam, argmax) instead of beam sampling; "
+                                "not with --num-beams/--top-k/--top-p/--temperature"),
+    num_beams: int | None = typer.Option(None, "--num-beams", help="beams of the beam sampler, >= 1 and at most "
+                                         f"the engines' decode range (default {_S.num_beams})"),
+    top_k: int | None = typer.Option(None, "--top-k", help=f"keep the k most likely codes, >= 0 (0: off; default "
+                                     f"{_S.top_k})"),
+    top_p: float | None = typer.Option(None, "--top-p", help=f"nucleus sampling mass in (0, 1] (default {_S.top_p:g})"),
+    temperature: float | None = typer.Option(None, "--temperature", help=f"sampling temperature, finite and > 0 "
+                                             f"(default {_S.temperature:g})"),
     repetition_penalty: float = typer.Option(_S.repetition_penalty, "--repetition-penalty",
-                                             help="HF repetition penalty over the code history (> 0; 1: off)"),
+                                             help="HF repetition penalty over the code history (finite, > 0; 1: off)"),
     max_codes: int = typer.Option(_S.max_new_tokens, "--max-codes", help="at most this many semantic codes per "
-                                  "segment (50 per second of speech)"),
+                                  "segment, >= 1 (50 per second of speech; the model's max_mel_tokens caps it)"),
     max_segment_tokens: int = typer.Option(DEFAULTS.max_text_tokens_per_segment, "--max-segment-tokens",
-                                           help="text tokens per segment (>= 1)"),
+                                           help="text tokens per segment, >= 1 and at most the model's "
+                                           "max_text_tokens"),
     diffusion_steps: int = typer.Option(DEFAULTS.diffusion_steps, "--diffusion-steps",
-                                        help="flow-matching Euler steps, in [1, 1000]"),
-    cfg_rate: float = typer.Option(DEFAULTS.cfg_rate, "--cfg-rate", help="classifier-free guidance rate, in [0, 10]"),
-    report: Path | None = typer.Option(None, "--report", help="also write the latency report as JSON here"),
+                                        help=f"flow-matching Euler steps, in [1, {MAX_DIFFUSION_STEPS}]"),
+    cfg_rate: float = typer.Option(DEFAULTS.cfg_rate, "--cfg-rate", help=f"classifier-free guidance rate, in "
+                                   f"[0, {MAX_CFG_RATE:g}]"),
+    report: Path | None = typer.Option(None, "--report", help="also write the latency report as JSON here (a "
+                                       "regular file or a new path, not --out)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    debug: bool = typer.Option(False, "--debug", help="print the traceback of an error too"),
 ) -> None:
     """Synthesize TEXT in the voice of SPEAKER and write a WAV plus a latency report."""
-    from .errors import OptionError
-
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        sampling = (SamplingOptions.greedy(max_new_tokens=max_codes) if greedy else SamplingOptions(
-            num_beams=num_beams, top_k=top_k, top_p=top_p, temperature=temperature,
-            repetition_penalty=repetition_penalty, max_new_tokens=max_codes))
-        opts = RunOptions(emo_alpha=emotion_alpha, emotion_vector=_parse_vector(emotion_vector),
-                          max_text_tokens_per_segment=max_segment_tokens, sampling=sampling,
-                          diffusion_steps=diffusion_steps, cfg_rate=cfg_rate, seed=seed).validated()
-    except OptionError as e:
-        raise typer.BadParameter(f"{FLAGS.get(e.field, e.field)} {e.value!r}: {e.rule}") from None
-    if backend not in ("auto", "trt", "ort", "torch"):
-        raise typer.BadParameter(f"--backend {backend!r}: use auto, trt (TensorRT), ort (ONNX Runtime) or torch "
-                                 "(PyTorch reference)")
-    if ort_provider not in ("cpu", "cuda"):
-        raise typer.BadParameter(f"--ort-provider {ort_provider!r}: use cpu or cuda")
-    stream = stream or stream_chunk > 0
-    if backend == "torch" and (voice or save_voice or stream):
-        raise typer.BadParameter("--voice/--save-voice/--stream need the ort or trt backend")
-    chunk = None
-    if stream_chunk > 0:
-        from .streaming import ChunkPlan
+    with cli_errors(debug, FLAGS):
+        opts, chunk = _request(**locals())
+        with tempfile.TemporaryDirectory() as tmp:
+            if speaker is None and voice is None:
+                from .audio import SR_22K, write_wav_int16
+                from .demo_audio import synth_voice_prompt
 
-        try:
-            chunk = ChunkPlan(stream_chunk, stream_overlap)
-        except ValueError as e:
-            raise typer.BadParameter(str(e)) from None
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if speaker is None and voice is None:
-            from .audio import SR_22K, write_wav_int16
-            from .demo_audio import synth_voice_prompt
-
-            speaker = Path(tmp) / "demo_prompt.wav"
-            write_wav_int16(speaker, synth_voice_prompt(3.0, SR_22K, seed=1), SR_22K)
-            log.info("no --speaker given: using a built-in synthetic 3 s prompt")
-        try:
+                speaker = Path(tmp) / "demo_prompt.wav"
+                write_wav_int16(speaker, synth_voice_prompt(3.0, SR_22K, seed=1), SR_22K)
+                log.info("no --speaker given: using a built-in synthetic 3 s prompt")
             if backend == "torch":
                 rep = _run_torch(checkpoints, text, speaker, out, emotion_audio, opts)
             else:
                 rep = _run_engines(engine_dir, text, speaker, out, emotion_audio, opts, threads=threads, voice=voice,
                                    save_voice=save_voice, voices_dir=voices_dir or engine_dir / "voices",
-                                   stream=stream, chunk=chunk, backend=backend, ort_provider=ort_provider)
-        except Exception as e:  # a clear one-line error for the known failure kinds, nothing half-written
-            if _is_user_error(e):
-                typer.echo(f"error: {e}", err=True)
-                raise typer.Exit(2) from None
-            raise
-    _print_report(rep, out)
+                                   stream=stream or stream_chunk is not None, chunk=chunk, backend=backend,
+                                   ort_provider=ort_provider)
+        _print_report(rep, out)
+        if report is not None:
+            from .files import write_text_atomic
+
+            write_text_atomic(report, json.dumps(rep, indent=2))
+
+
+def _request(*, backend, ort_provider, threads, voice, save_voice, speaker, stream, stream_chunk, stream_overlap,
+             emotion_audio, emotion_vector, emotion_alpha, seed, greedy, num_beams, top_k, top_p, temperature,
+             repetition_penalty, max_codes, max_segment_tokens, diffusion_steps, cfg_rate, out, report,
+             **_) -> tuple[RunOptions, ChunkPlan | None]:
+    """Every usage rule, before any file is read: the options' own (``RunOptions``,
+    ``SamplingOptions``, ``ChunkPlan``, the pipeline's), then the flags' combinations, then the
+    write targets. → (the run options, the chunk plan or None)."""
+    from .files import check_write_target
+    from .pipeline import check_open_options
+    from .voices import check_voice_name
+
+    if backend not in BACKEND_CHOICES:
+        raise OptionError("backend", backend, "use auto, trt (TensorRT), ort (ONNX Runtime) or torch "
+                          "(PyTorch reference)")
+    if ort_provider not in ("cpu", "cuda"):
+        raise OptionError("providers", ort_provider, "use cpu or cuda")
+    check_open_options("ort", None, threads)
+    sampling_flags = {"--num-beams": num_beams, "--top-k": top_k, "--top-p": top_p, "--temperature": temperature}
+    if greedy:
+        given = [f for f, v in sampling_flags.items() if v is not None]
+        if given:
+            raise _conflict("--greedy", ", ".join(given), "greedy decoding fixes them")
+        sampling = SamplingOptions.greedy(max_new_tokens=max_codes, repetition_penalty=repetition_penalty)
+    else:
+        chosen = dict(num_beams=num_beams, top_k=top_k, top_p=top_p, temperature=temperature)
+        sampling = SamplingOptions(**{k: v for k, v in chosen.items() if v is not None},
+                                   repetition_penalty=repetition_penalty, max_new_tokens=max_codes)
+    opts = RunOptions(emo_alpha=DEFAULTS.emo_alpha if emotion_alpha is None else emotion_alpha,
+                      emotion_vector=_parse_vector(emotion_vector), max_text_tokens_per_segment=max_segment_tokens,
+                      sampling=sampling, diffusion_steps=diffusion_steps, cfg_rate=cfg_rate,
+                      seed=seed).check_request(emotion_audio)
+    for field, name in (("voice", voice), ("save_voice", save_voice)):
+        if name is not None:
+            check_voice_name(name, field)
+    if voice is not None and speaker is not None:
+        raise _conflict("--voice", "--speaker", "a saved voice replaces the speaker prompt")
+    if voice is not None and save_voice is not None:
+        raise _conflict("--voice", "--save-voice", "a voice is saved from a --speaker prompt")
+    if save_voice is not None and speaker is None:
+        raise UsageError("--save-voice needs --speaker (the prompt whose conditioning is saved)")
+    if backend == "torch" and (voice is not None or save_voice is not None or stream or stream_chunk is not None):
+        raise UsageError("--voice/--save-voice/--stream/--stream-chunk need the ort or trt backend")
+    if stream_overlap is not None and not stream_chunk:
+        raise UsageError("--stream-overlap needs --stream-chunk N (N >= 1): it is the overlap of code chunks")
+    chunk = None
+    if stream_chunk is not None and stream_chunk != 0:  # 0: per-segment streaming
+        chunk = ChunkPlan(stream_chunk) if stream_overlap is None else ChunkPlan(stream_chunk, stream_overlap)
+    check_write_target(out)
     if report is not None:
-        from .files import write_text_atomic
-
-        write_text_atomic(report, json.dumps(rep, indent=2))
-
-
-def _is_user_error(e: Exception) -> bool:
-    from .audio import AudioError
-    from .config import ConfigError
-    from .pipeline import EngineError
-    from .runners import BackendError
-    from .text import TextError
-
-    return isinstance(e, (AudioError, ConfigError, EngineError, BackendError, TextError, ValueError, OSError))
+        check_write_target(report)
+        if report.resolve() == out.resolve():
+            raise _conflict("--report", "--out", "they name the same file")
+    return opts, chunk
 
 
 def _run_engines(engine_dir, text, speaker, out, emotion_audio, opts: RunOptions, *, threads, voice, save_voice,
@@ -208,7 +258,8 @@ def _run_torch(checkpoints, text, speaker, out, emotion_audio, opts: RunOptions)
     try:
         from indextts_trt.reference import open_reference_pipeline  # the one lazy reach into the reference
     except ImportError as e:
-        raise typer.BadParameter(f"--backend torch needs the reference extra (torch): {e}") from None
+        raise UserError(f"--backend torch needs the reference extra (pip install 'indextts-trt[reference]'): {e}") \
+            from None
     t0 = time.perf_counter()
     pipe = open_reference_pipeline(checkpoints)
     load_s = time.perf_counter() - t0

@@ -3,17 +3,28 @@
 A write goes to a temporary file in the target's folder, then a rename, so a crash or a full disk
 never leaves a half-written file under the final name. Every module that writes a result file
 uses :func:`atomic_write`.
+
+Write targets are regular files or new paths only (:func:`check_write_target`): a rename onto a
+character device, a FIFO, a socket or a symbolic link would replace it (as root, ``--out
+/dev/full`` would replace ``/dev/full``), so those are refused before anything is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from .errors import WriteError
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
 
 
 def _umask() -> int:
@@ -22,18 +33,57 @@ def _umask() -> int:
     return mask
 
 
+def check_write_target(path: str | Path) -> Path:
+    """Raise :class:`WriteError` unless ``path`` is a regular file or a new path whose nearest
+    existing parent is a directory. A symbolic link is refused too (the rename would replace the
+    link, and writing through it would write somewhere the user did not name)."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):  # a new path (its parents are checked below)
+        st = None
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+        raise WriteError(f"cannot write {path}: it is {kind}; outputs go only to regular files or new paths")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WriteError(f"cannot write {path}: {parent} is not a directory")
+    return path
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
+    why = "no space left on device" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+    return WriteError(f"cannot write {path}: {why} (nothing was written)")
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """``write(tmp_path)`` fills a temporary file that then replaces ``path``. The file gets the
     mode ``open()`` would give it (0666 less the umask), not mkstemp's private 0600: WAVs, engines
-    and voices are meant to be read by other users and services."""
+    and voices are meant to be read by other users and services. An OS error (no space, no
+    permission, a target that is not a regular file) is a :class:`WriteError` naming ``path``,
+    with nothing left behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
+    check_write_target(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
         write(tmp)
+        check_write_target(path)  # again: the path may have changed while the file was written
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, WriteError):
+            raise
+        raise _write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -56,6 +106,9 @@ def atomic_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     directory gets the mode ``mkdir`` would give it, not mkdtemp's private 0700.
     """
     final = Path(final)
+    if final.is_symlink() or (final.exists() and not final.is_dir()):  # never rename a device or a link away
+        kind = "a symbolic link" if final.is_symlink() else "not a directory"
+        raise WriteError(f"cannot write the directory {final}: it is {kind}")
     occupied = any(final.iterdir()) if final.is_dir() else final.exists()
     if occupied and not overwrite:
         raise FileExistsError(f"{final} exists and is not empty (pass overwrite to replace it)")
@@ -100,5 +153,5 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-__all__ = ["atomic_write", "atomic_dir", "write_bytes_atomic", "write_text_atomic", "sha256_file", "PICKLE_SUFFIXES",
-           "safetensors_twin", "checkpoint_source"]
+__all__ = ["atomic_write", "atomic_dir", "check_write_target", "write_bytes_atomic", "write_text_atomic", "sha256_file",
+           "WriteError", "PICKLE_SUFFIXES", "safetensors_twin", "checkpoint_source"]

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
+
+
+def is_int(x) -> bool:
+    """An integer (numpy's too), not a bool: the type rule of every integer option."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
+
+
+def is_number(x) -> bool:
+    """A finite real number (numpy's too), not a bool: NaN and ±Inf are refused by every option."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and math.isfinite(x)
 
 
 def nearest_index(t_in: int, t_out: int) -> np.ndarray:
@@ -13,4 +26,4 @@ def nearest_index(t_in: int, t_out: int) -> np.ndarray:
     return np.minimum(idx, t_in - 1)
 
 
-__all__ = ["nearest_index"]
+__all__ = ["nearest_index", "is_int", "is_number"]

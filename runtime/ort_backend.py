@@ -44,7 +44,11 @@ class OrtRunner:
         so.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         so.log_severity_level = 3
         wanted = list(providers or ["CPUExecutionProvider"])
-        self.session = ort.InferenceSession(str(path), so, providers=wanted)
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=wanted)
+        except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, NoSuchFile, ...)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendError(f"stage {spec.name}: ONNX Runtime cannot load {path}: {first}") from None
         self.provider = self.session.get_providers()[0]
         if self.provider != wanted[0]:
             log.warning("stage %s: asked for %s but ONNX Runtime runs it on %s", spec.name, wanted[0], self.provider)

@@ -22,7 +22,10 @@ import numpy as np
 
 from .audio import to_int16
 from .engine_plan import load_plan
-from .manifest import ManifestError, load_manifest
+from .errors import OptionError, UserError
+from .manifest import (MANIFEST, IntegrityError, ManifestError, load_manifest, mixed_checkpoints, stage_files,
+                       verify_files)
+from .numerics import is_int
 from .options import DEFAULTS, RunOptions
 from .results import Result, Segment
 from .runners import BackendError, StageRunner, choose_backend, open_runner
@@ -30,9 +33,10 @@ from .streaming import ChunkPlan
 from .variant import VariantError, get_variant
 
 log = logging.getLogger(__name__)
+MAX_THREADS = 1024  # ONNX Runtime's intra-op threads; more than any machine's cores
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError, RuntimeError):
     """An engines directory cannot serve: missing, from another spec or build, or failed parity."""
 
 
@@ -43,12 +47,14 @@ class Pipeline:
     sample_rate: int = 22050
 
     def __init__(self, engine_dir: str | Path, *, backend: str = "ort", providers=None, threads: int | None = None):
+        check_open_options(backend, providers, threads)
         self.dir = Path(engine_dir)
         try:
             self.manifest = load_manifest(self.dir)
             self.variant = get_variant(self.manifest["variant"])
         except (ManifestError, VariantError) as e:
             raise EngineError(str(e)) from None
+        self._verify_host_files()
         self.cfg = self.variant.load_config(self.dir / "config.yaml")
         self.specs = self.variant.stage_specs(self.cfg)
         self._check_stages()
@@ -57,8 +63,20 @@ class Pipeline:
             self.backend, self.backend_reason = choose_backend(self.dir, self.manifest, list(self.specs), backend)
         except BackendError as e:
             raise EngineError(str(e)) from None
-        self.plan = load_plan(self.dir) if self.backend == "trt" else None
+        try:
+            self.plan = load_plan(self.dir) if self.backend == "trt" else None
+        except (ValueError, OSError) as e:  # missing, not JSON, or a newer schema: the directory's problem
+            raise EngineError(f"TensorRT build plan: {' '.join(str(e).split())}") from None
         self._runners: dict[str, StageRunner] = {}
+
+    def _verify_host_files(self) -> None:
+        """The files besides the graphs (config, tokenizer, host tensors), against the manifest."""
+        hashes = self.manifest.get("host_files") or {}
+        unrecorded = [f for f in self.variant.host_files if f not in hashes]
+        if unrecorded:
+            raise IntegrityError(f"{self.dir / MANIFEST} records no hash for {', '.join(unrecorded)}: the build did "
+                                 f"not finish; rerun `tts-export build --out {self.dir}`")
+        verify_files(self.dir, {f: hashes[f] for f in self.variant.host_files}, self.manifest.get("host_sizes"))
 
     def _check_stages(self) -> None:
         missing = [s for s in self.specs if s not in self.manifest["stages"]]
@@ -72,13 +90,21 @@ class Pipeline:
                                   f"`tts-export build --out {self.dir}`")
             if not (st.get("parity") or {}).get("passed"):
                 raise EngineError(f"stage {name} in {self.dir} did not pass parity; rebuild it")
+        mixed = mixed_checkpoints(self.manifest)
+        if mixed:
+            raise IntegrityError(f"{self.dir} mixes two builds: {mixed}; rebuild every stage from one checkpoint "
+                                 f"directory (`tts-export build --checkpoints DIR --out {self.dir}`)")
 
     # ------------------------------------------------------------------ runners
 
     def stage(self, name: str) -> StageRunner:
+        """The stage's runner, opened on first use after its files were checked against the
+        manifest (sizes at every open, hashes once per process: ``manifest.verify_files``)."""
         if name not in self._runners:
+            entry = self.manifest["stages"][name]
+            verify_files(self.dir, *stage_files(entry, self.backend))
             plan = self.plan["stages"][name] if self.plan else None
-            self._runners[name] = open_runner(self.backend, self.dir, self.manifest["stages"][name], self.specs[name],
+            self._runners[name] = open_runner(self.backend, self.dir, entry, self.specs[name],
                                               plan_entry=plan, providers=self.providers, threads=self.threads)
         return self._runners[name]
 
@@ -125,7 +151,7 @@ class Pipeline:
     def iter_segments(self, text: str, speaker, *, emotion_audio=None, options: RunOptions = DEFAULTS,
                       progress: bool = False, seconds: dict | None = None) -> Iterator[Segment]:
         secs = seconds if seconds is not None else defaultdict(float)
-        request = self.prepare(text, speaker, emotion_audio, options.validated(), secs)
+        request = self.prepare(text, speaker, emotion_audio, _checked(options, emotion_audio), secs)
         from tqdm import tqdm
 
         for i in tqdm(range(len(request.segments)), desc="segments", unit="seg", disable=not progress):
@@ -148,8 +174,11 @@ class Pipeline:
         codes are the non-streamed ones, the audio an approximation of it (exact with one window).
         """
         secs = seconds if seconds is not None else defaultdict(float)
+        options = _checked(options, emotion_audio)
+        if chunk is not None and not isinstance(chunk, ChunkPlan):
+            raise OptionError("chunk", chunk, "must be a ChunkPlan (or None: per-segment streaming)")
         sil = np.zeros(int(self.sample_rate * options.interval_silence_ms / 1000.0), np.int16)
-        request = self.prepare(text, speaker, emotion_audio, options.validated(), secs)
+        request = self.prepare(text, speaker, emotion_audio, options, secs)
         emitted = False
         for i in range(len(request.segments)):
             if chunk is not None:
@@ -200,8 +229,9 @@ class Pipeline:
                             {s: self.stage_precision(s) for s in self.voice_stages})
 
     def save_voice(self, voices_dir: str | Path, name: str, speaker):
-        from .voices import save_voice
+        from .voices import check_voice_name, save_voice
 
+        check_voice_name(name, "name")  # before the stages run, not after
         tensors = self.voice_tensors(speaker)
         save_voice(voices_dir, name, tensors, self.voice_origin(), str(speaker))
         return self.voice_from_tensors(tensors)
@@ -214,11 +244,30 @@ class Pipeline:
 
 def open_pipeline(engine_dir: str | Path, **kw) -> Pipeline:
     """The pipeline of the model variant that built ``engine_dir``."""
+    check_open_options(kw.get("backend", "ort"), kw.get("providers"), kw.get("threads"))
     try:
         variant = get_variant(load_manifest(engine_dir)["variant"])
     except (ManifestError, VariantError) as e:
         raise EngineError(str(e)) from None
     return variant.pipeline_class()(engine_dir, **kw)
+
+
+def check_open_options(backend, providers, threads) -> None:
+    """The rules of what opening a pipeline takes (the CLI's --backend, --ort-provider, --threads)."""
+    from .runners import BACKENDS
+
+    if backend not in BACKENDS:
+        raise OptionError("backend", backend, f"use {', '.join(BACKENDS)}")
+    if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):
+        raise OptionError("providers", providers, "must be a list of ONNX Runtime provider names")
+    if threads is not None and not (is_int(threads) and 0 <= threads <= MAX_THREADS):
+        raise OptionError("threads", threads, f"must be an integer in [0, {MAX_THREADS}] (0 or None: all cores)")
+
+
+def _checked(options: RunOptions, emotion_audio) -> RunOptions:
+    if not isinstance(options, RunOptions):
+        raise OptionError("options", options, "must be a RunOptions")
+    return options.check_request(emotion_audio)
 
 
 def timed(secs: dict, key: str):
@@ -237,4 +286,4 @@ class _Timer:
         self.secs[self.key] += time.perf_counter() - self.t0
 
 
-__all__ = ["Pipeline", "open_pipeline", "EngineError", "Segment", "Result", "timed"]
+__all__ = ["Pipeline", "open_pipeline", "check_open_options", "EngineError", "Segment", "Result", "timed", "MAX_THREADS"]

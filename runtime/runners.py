@@ -15,12 +15,13 @@ from typing import Protocol
 
 import numpy as np
 
+from .errors import UserError
 from .spec import StageSpec
 
 BACKENDS = ("auto", "trt", "ort")
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A backend cannot run here, or a graph does not fit its spec."""
 
 

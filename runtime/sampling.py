@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import OptionError
+from .numerics import is_int, is_number
 
 NEG_INF = -np.inf
 
@@ -52,14 +53,22 @@ class SamplingOptions:
     seed: int | None = None
 
     def validated(self) -> SamplingOptions:
+        """Raise :class:`OptionError` on the first broken rule (NaN and ±Inf break every number's)."""
         checks = [
-            (self.num_beams >= 1, "num_beams", "must be >= 1"),
-            (self.top_k >= 0, "top_k", "must be >= 0 (0 disables it)"),
-            (0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]"),
-            (self.temperature > 0.0, "temperature", "must be > 0"),
-            (self.repetition_penalty > 0.0, "repetition_penalty", "must be > 0"),
-            (self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1"),
-            (0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "must be in [0, max_new_tokens]"),
+            (isinstance(self.do_sample, bool), "do_sample", "must be True or False"),
+            (is_int(self.num_beams) and self.num_beams >= 1, "num_beams", "must be an integer >= 1"),
+            (is_int(self.top_k) and self.top_k >= 0, "top_k", "must be an integer >= 0 (0 disables it)"),
+            (is_number(self.top_p) and 0.0 < self.top_p <= 1.0, "top_p", "must be a number in (0, 1]"),
+            (is_number(self.temperature) and self.temperature > 0.0, "temperature", "must be a finite number > 0"),
+            (is_number(self.repetition_penalty) and self.repetition_penalty > 0.0, "repetition_penalty",
+             "must be a finite number > 0 (1: off)"),
+            (is_number(self.length_penalty), "length_penalty", "must be a finite number"),
+            (is_int(self.max_new_tokens) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1"),
+            (is_int(self.min_new_tokens) and is_int(self.max_new_tokens)
+             and 0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens",
+             "must be an integer in [0, max_new_tokens]"),
+            (self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**63), "seed",
+             "must be None or an integer >= 0"),
         ]
         for ok, name, msg in checks:
             if not ok:

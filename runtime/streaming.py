@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import OptionError
+from .numerics import is_int
+
 Grid = Callable[[int], int]  # the model's mel frames for its first N codes (IndexTTS-2: floor(1.72·N))
 
 
@@ -69,10 +72,11 @@ class ChunkPlan:
     overlap_codes: int = 20
 
     def __post_init__(self):
-        if self.chunk_codes < 1:
-            raise ValueError(f"stream chunk must be >= 1 code, got {self.chunk_codes}")
-        if not 0 <= self.overlap_codes <= self.chunk_codes:
-            raise ValueError(f"stream overlap must be in [0, chunk={self.chunk_codes}] codes, got {self.overlap_codes}")
+        if not (is_int(self.chunk_codes) and self.chunk_codes >= 1):
+            raise OptionError("chunk_codes", self.chunk_codes, "stream chunk must be >= 1 code, an integer")
+        if not (is_int(self.overlap_codes) and 0 <= self.overlap_codes <= self.chunk_codes):
+            raise OptionError("overlap_codes", self.overlap_codes,
+                              f"stream overlap must be in [0, chunk={self.chunk_codes}] codes")
 
     def window(self, start: int, end: int) -> tuple[int, int]:
         """Codes ``[a, end)`` to synthesize for new codes ``[start, end)``."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from indextts_trt.runtime.numerics import nearest_index
-from indextts_trt.runtime.options import RunOptions
+from indextts_trt.runtime.options import OptionError, RunOptions
 from indextts_trt.runtime.pipeline import EngineError, open_pipeline
 from indextts_trt.runtime.sampling import SamplingOptions
 
@@ -128,7 +128,7 @@ def test_saved_voice_round_trip_and_invalidation(ort_pipe, prompt_wav, tmp_path)
 
     opts = RunOptions(sampling=SamplingOptions.greedy(max_new_tokens=20), diffusion_steps=2)
     ort_pipe.save_voice(tmp_path, "alice", prompt_wav)
-    assert (tmp_path / "alice.safetensors").is_file() and json.loads((tmp_path / "alice.json").read_text())["format"] == 2
+    assert (tmp_path / "alice.safetensors").is_file() and json.loads((tmp_path / "alice.json").read_text())["format"] == 3
     a = ort_pipe.synthesize("Hello.", prompt_wav, options=opts)
     b = ort_pipe.synthesize("Hello.", ort_pipe.load_voice(tmp_path, "alice"), options=opts)
     assert np.array_equal(a.wav, b.wav)
@@ -145,7 +145,7 @@ def test_saved_voice_round_trip_and_invalidation(ort_pipe, prompt_wav, tmp_path)
         ort_pipe.load_voice(tmp_path, "alice")
     with pytest.raises(VoiceError, match="not found"):
         ort_pipe.load_voice(tmp_path, "bob")
-    with pytest.raises(VoiceError, match="voice name"):
+    with pytest.raises(OptionError, match="voice name"):
         ort_pipe.save_voice(tmp_path, "../evil", prompt_wav)
 
 

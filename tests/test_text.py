@@ -13,6 +13,8 @@ from indextts_trt.runtime.text import (
     tokenize_by_cjk_char,
     use_chinese,
 )
+from indextts_trt.runtime.config import ConfigError
+from indextts_trt.runtime.errors import OptionError
 from indextts_trt.runtime.text.bpe_train import train_bpe_model
 
 
@@ -81,7 +83,7 @@ def test_limits(norm, tok):
     long = "word " * 600 + "."
     segs = text_to_segments(long, norm, tok, 120)
     assert all(len(s) <= 120 for s in segs) and sum(map(len, segs)) > 600
-    with pytest.raises(TextError, match="601"):
+    with pytest.raises(OptionError, match="601"):
         text_to_segments("hi", norm, tok, 601)
 
 
@@ -119,9 +121,9 @@ def test_apostrophe_after_sentence_end_follows_upstream():
 
 
 def test_missing_or_corrupt_bpe_model(tmp_path):
-    with pytest.raises(TextError, match="not found"):
+    with pytest.raises(ConfigError, match="not found"):  # the directory's problem, not the text's
         TextTokenizer(tmp_path / "nope.model")
     bad = tmp_path / "bad.model"
     bad.write_bytes(b"not a model")
-    with pytest.raises(TextError, match="bad.model"):
+    with pytest.raises(ConfigError, match="bad.model"):
         TextTokenizer(bad)

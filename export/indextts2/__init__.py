@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indextts_trt.runtime.files import atomic_write, sha256_file
+from indextts_trt.runtime.files import atomic_write, sha256_file, write_bytes_atomic
 from indextts_trt.runtime.indextts2 import VARIANT
 
 from ..variant import ExportVariant
@@ -23,7 +23,7 @@ def write_host_files(models, out: Path) -> dict[str, str]:
     safetensors file the speed-embedding rows and the emotion preset matrices (released as torch
     pickles, which the runtime cannot read without torch)."""
     import torch
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     from indextts_trt.reference.unified_voice import load_emo_matrices
 
@@ -38,7 +38,8 @@ def write_host_files(models, out: Path) -> dict[str, str]:
     tensors = {"speed_rows": speed[[1, 0]].numpy().astype(np.float32),  # [speed_emb[1], speed_emb[0]]
                "spk_matrix": torch.cat(spk).numpy().astype(np.float32),
                "emo_matrix": torch.cat(emo).numpy().astype(np.float32)}
-    atomic_write(out / "host_data.safetensors", lambda tmp: save_file(tensors, tmp))
+    # serialized in memory, written atomically: a full disk is then a WriteError naming the file
+    write_bytes_atomic(out / "host_data.safetensors", save(tensors))
     return {name: sha256_file(out / name) for name in (*VARIANT.host_files, GLOSSARY) if (out / name).is_file()}
 
 

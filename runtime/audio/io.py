@@ -9,12 +9,14 @@ straight at 16 kHz (``librosa.load(sr=16000)``) and cut at 15 s.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
 from .resample import sinc_resample, soxr_resample
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ MAX_PROMPT_SECONDS = 15.0
 MIN_PROMPT_SECONDS = 0.5
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An audio file is missing, unreadable, empty or unusable as a prompt."""
 
 
@@ -104,9 +106,13 @@ def write_wav_int16(path: str | Path, wav: np.ndarray, sr: int) -> Path:
     wav = np.asarray(wav)
     if wav.dtype != np.int16:
         wav = to_int16(wav)
-    from ..files import atomic_write
+    from ..files import write_bytes_atomic
 
-    return atomic_write(path, lambda tmp: sf.write(tmp, wav, sr, subtype="PCM_16", format="WAV"))
+    # encoded in memory, then written atomically: libsndfile reports a full disk only as "System
+    # error", a plain file write as ENOSPC (a WriteError naming the file)
+    buf = io.BytesIO()
+    sf.write(buf, wav, sr, subtype="PCM_16", format="WAV")
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 INTERVAL_SILENCE_MS = 200

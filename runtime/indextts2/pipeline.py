@@ -8,6 +8,7 @@ checked against its ranges before it runs (``Pipeline.run``). Nothing here impor
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,10 @@ import numpy as np
 from ..audio import campplus_features, load_emotion_prompt, load_prompt, mel_spectrogram, seamless_fbank
 from ..cfm import cfg_batch, cfm_noise, solve_euler
 from ..emotion import apply_vector, mix_emovec, preset_emovec, resolve_emotion
+from ..errors import OptionError
 from ..numerics import nearest_index
 from ..options import RunOptions
-from ..pipeline import Pipeline, timed
+from ..pipeline import EngineError, Pipeline, timed
 from ..results import Segment
 from ..sampling import BeamSearch, SamplingOptions
 from ..streaming import ChunkPlan, Crossfader
@@ -52,14 +54,30 @@ class IndexTTS2Pipeline(Pipeline):
 
     def __init__(self, engine_dir: str | Path, **kw):
         super().__init__(engine_dir, **kw)
-        from safetensors.numpy import load_file
-
         self.sample_rate = self.cfg.sample_rate
-        self.host = load_file(str(self.dir / "host_data.safetensors"))
+        self.host = self._load_host_data(self.dir / "host_data.safetensors")
         self.normalizer = TextNormalizer()
         self.normalizer.load_glossary_yaml(self.dir / "glossary.yaml")  # optional, copied by the build
         self.tokenizer = TextTokenizer(self.dir / "bpe.model")
         self._cache: dict[tuple[str, float], Conditioning] = {}
+
+    def _load_host_data(self, path: Path) -> dict[str, np.ndarray]:
+        """The host tensors, each checked by name and shape (the manifest's hash was checked first)."""
+        from safetensors.numpy import load_file
+
+        g, rows = self.cfg.gpt, sum(self.cfg.emo_num)
+        want = {"speed_rows": (2, g.model_dim), "spk_matrix": (rows, self.cfg.style_dim),
+                "emo_matrix": (rows, g.model_dim)}
+        try:
+            host = load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for a damaged file
+            raise EngineError(f"{path} is truncated or corrupt ({e}): rebuild with `tts-export build --out "
+                              f"{self.dir}`") from None
+        for name, shape in want.items():
+            if name not in host or host[name].shape != shape or host[name].dtype != np.float32:
+                got = "missing" if name not in host else f"{host[name].dtype} {host[name].shape}"
+                raise EngineError(f"{path}: tensor {name} is {got}, expected float32 {shape}: rebuild the directory")
+        return host
 
     # ------------------------------------------------------------------ conditioning
 
@@ -71,6 +89,8 @@ class IndexTTS2Pipeline(Pipeline):
     def speaker(self, path: str | Path | Conditioning) -> Conditioning:
         if isinstance(path, Conditioning):
             return path
+        if not isinstance(path, (str, os.PathLike)):
+            raise OptionError("speaker", path, "must be a path to an audio file or a saved voice (load_voice)")
         p = Path(path)
         key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0)
         if key in self._cache:
@@ -92,6 +112,15 @@ class IndexTTS2Pipeline(Pipeline):
                 "emo_spk": c.emo_spk}
 
     def voice_from_tensors(self, t: dict[str, np.ndarray]) -> Conditioning:
+        """A saved voice's tensors, checked by name, dtype and shape against the stages that read
+        them, so a damaged voice is a VoiceError naming the tensor, not a broadcast error later."""
+        from ..voices import check_voice_tensors
+
+        c = self.cfg
+        t50, t_ref = self.specs["speaker_conditioning"].dim_map["T50"], self.specs["length_regulator"].dim_map["T_out"]
+        check_voice_tensors(t, {"spk": (1, t50, c.semantic_dim), "emo_spk": (1, t50, c.semantic_dim),
+                                "prompt_condition": (1, t_ref, c.s2mel.length_regulator.channels),
+                                "ref_mel": (1, c.n_mels, t_ref), "style": (1, c.style_dim)})
         return Conditioning(t["spk"], t["prompt_condition"], t["ref_mel"], t["style"], t["emo_spk"])
 
     def emovec(self, emb: np.ndarray) -> np.ndarray:
@@ -195,6 +224,10 @@ class IndexTTS2Pipeline(Pipeline):
     # ------------------------------------------------------------------ the request
 
     def prepare(self, text: str, speaker, emotion_audio, options: RunOptions, secs: dict) -> Request:
+        beams = self.specs["gpt_decode"].dim_map["B"]
+        if options.sampling.num_beams > beams.max:
+            raise OptionError("num_beams", options.sampling.num_beams,
+                              f"must be in [1, {beams.max}] (the decode graph's beam range)")
         with timed(secs, "text"):
             segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
                                         options.quick_streaming_tokens, hard_limit=self.cfg.gpt.max_text_tokens)

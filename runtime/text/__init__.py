@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from ..errors import OptionError
+from ..numerics import is_int
 from .normalize import TextNormalizer, use_chinese
 from .segment import split_segments
 from .tokenizer import TextError, TextTokenizer, tokenize_by_cjk_char
@@ -27,9 +29,9 @@ def text_to_segments(text: str, normalizer: TextNormalizer, tokenizer: TextToken
     """Text → token ids per segment, each segment at most ``max_tokens`` long."""
     if not isinstance(text, str):
         raise TextError(f"text must be a string, got {type(text).__name__}")
-    if max_tokens < 1 or max_tokens > hard_limit:
-        raise TextError(f"max_text_tokens_per_segment={max_tokens} must be in [1, {hard_limit}] "
-                        f"(the GPT's text position table holds {hard_limit} tokens)")
+    if not (is_int(max_tokens) and 1 <= max_tokens <= hard_limit):
+        raise OptionError("max_text_tokens_per_segment", max_tokens, f"must be an integer in [1, {hard_limit}] "
+                          f"(the GPT's text position table holds {hard_limit} tokens)")
     cleaned = clean_text(text)
     if not cleaned.strip():
         raise TextError("empty text: nothing to synthesize")

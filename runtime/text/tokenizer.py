@@ -6,6 +6,9 @@ import logging
 import re
 from pathlib import Path
 
+from ..config import ConfigError
+from ..errors import UsageError
+
 log = logging.getLogger(__name__)
 
 # upstream's CJK ranges (common.tokenize_by_CJK_char)
@@ -13,8 +16,8 @@ _CJK = re.compile(r"([\u1100-\u11ff\u2e80-\ua4cf\ua840-\uD7AF\uF900-\uFAFF\uFE30
                   r"\U00020000-\U0002FFFF])")
 
 
-class TextError(ValueError):
-    """Text that cannot be turned into segments (empty, over a limit)."""
+class TextError(UsageError):
+    """Text that cannot be turned into segments (empty, nothing speakable): exit code 2."""
 
 
 def tokenize_by_cjk_char(line: str, do_upper_case: bool = True) -> str:
@@ -28,13 +31,13 @@ class TextTokenizer:
         import sentencepiece as spm
 
         path = Path(bpe_model)
-        if not path.is_file():
-            raise TextError(f"BPE model not found: {path}")
+        if not path.is_file():  # a damaged engines or checkpoint directory: a data error, not the text's
+            raise ConfigError(f"BPE model not found: {path}")
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.Load(str(path))
         except (OSError, RuntimeError) as e:
-            raise TextError(f"BPE model {path} is not a valid SentencePiece model: {e}") from None
+            raise ConfigError(f"BPE model {path} is not a valid SentencePiece model: {e}") from None
         self.path = path
         self.unk_id = self.sp.unk_id()
 
