@@ -92,9 +92,6 @@ def build_cmd(
     with _errors():
         if precision not in PRECISIONS:
             raise OptionError("precision", precision, f"use one of {', '.join(PRECISIONS)}")
-        if stage and precision != "fp32":
-            raise OptionError("stage", ",".join(stage), "--stage builds fp32 graphs only; the fp16/bf16 graphs are "
-                              "made for every stage (drop --stage)")
         rep = build(checkpoints, out, stages=stage or None, force=force,
                     points=tuple(p.strip() for p in points.split(",") if p.strip()))
     for name in rep.built:
