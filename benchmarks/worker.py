@@ -155,7 +155,7 @@ def _costs(pipe, work: Workload) -> dict:
         return fc.get_total_flops()
 
     t_ref = pipe.speaker(work.extra["prompt_path"]).ref_mel.shape[-1]
-    dit = {t.name: flops("dit_step", pipe.s2mel, {"B2": 2, "T": t_ref + target_mel_length(t.codes)})
+    dit = {t.name: flops("dit_step", pipe.s2mel, {"B": 1, "T": t_ref + target_mel_length(t.codes)})
            for t in work.texts}
     frames = round(cfg.sample_rate / cfg.hop_length)  # ≈ 1 s of audio
     bigvgan_per_s = flops("bigvgan", pipe.bigvgan, {"T_mel": frames}) / (frames * cfg.hop_length / cfg.sample_rate)
@@ -165,7 +165,9 @@ def _costs(pipe, work: Workload) -> dict:
         ids = [i for i in text_to_segments(t.text, pipe.normalizer, pipe.tokenizer,
                                            DEFAULTS.max_text_tokens_per_segment)[0] if i not in (0, 1)]
         positions[t.name] = n_conds + (len(ids) + 2) + 1 + t.codes / 2
+    nbytes = lambda m: int(sum(p.numel() * p.element_size() for p in m.parameters()))  # noqa: E731
     return {"gpt_step_weight_bytes": int(weights), "kv_bytes_per_position": kv_per_pos,
+            "dit_weight_bytes": nbytes(pipe.s2mel.estimator), "bigvgan_weight_bytes": nbytes(pipe.bigvgan),
             "gpt_mean_cache_positions": positions,
             "dit_step_flops": dit, "bigvgan_flops_per_audio_second": bigvgan_per_s, "prompt_mel_frames": t_ref}
 

@@ -71,8 +71,11 @@ def build_cmd(
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory"),
     out: Path = typer.Option(Path("engines"), "--out", help="output directory for graphs and manifest"),
     stage: list[str] = typer.Option(None, "--stage", help="build only these stages (repeatable)"),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16: the TensorRT engines' precision "
-                                  "(the exported graphs are fp32 whatever this says, and are reused across it)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16: fp16/bf16 also writes each "
+                                  "stage's mixed-precision graph (fp32 islands where parity needs them; fp16 gated "
+                                  "under ONNX Runtime), which the engines are built from"),
+    tf32: bool = typer.Option(False, "--tf32", help="let TensorRT use TF32 in fp32 layers (judged at the fp16 "
+                              "tolerances; default off: fp32 means fp32)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the cache key matches"),
     points: str = typer.Option("opt,min,awkward,max", "--points",
                                help="parity shapes: comma-separated of opt, min, awkward, max"),
@@ -102,22 +105,28 @@ def build_cmd(
     if not rep.ok:
         typer.echo("PARITY FAILED — these stages were not written:\n" + failure_table(rep.checks), err=True)
         raise typer.Exit(1)
+    pts = tuple(p.strip() for p in points.split(",") if p.strip())
+    if precision != "fp32":
+        with _errors():
+            _precision_graphs(checkpoints, out, precision, pts, force)
     if trt is None:
-        trt = precision != "fp32"
+        trt = precision != "fp32" or tf32
     if not trt:
         return
     from indextts_trt.export.engines import build_and_check
     from indextts_trt.runtime.gpu import TensorRTUnavailable, gpu_info, import_tensorrt
 
     with _errors():
-        plan = _plan(checkpoints, out, precision)
+        plan = _plan(out, precision, tf32)
     try:
         import_tensorrt()
         gpu_info()
     except TensorRTUnavailable as e:
+        graphs = "fp32" if precision == "fp32" else f"fp32 and {precision}"
+        run = f"tts-run --engine-dir {out} --backend ort" + (f" --precision {precision}" if precision == "fp16" else "")
         typer.echo(f"NO TensorRT ENGINE WAS BUILT: {e}.\n"
-                   f"The fp32 ONNX graphs (verified against PyTorch) and the full {precision} build plan are in {out}; "
-                   f"ONNX Runtime runs them (`tts-run --engine-dir {out} --backend ort`). To build the engines, "
+                   f"The {graphs} ONNX graphs (verified against PyTorch) and the full {precision} build plan are in "
+                   f"{out}; ONNX Runtime runs them (`{run}`). To build the engines, "
                    f"install the trt extra on a machine with an NVIDIA GPU and rerun this command.", err=True)
         raise typer.Exit(3) from None
     with _errors():
@@ -132,27 +141,42 @@ def build_cmd(
 @app.command("plan")
 def plan_cmd(
     checkpoints: Path = typer.Option(Path("checkpoints"), "--checkpoints", help="checkpoint directory the graphs "
-                                     "were built from (the precision analysis runs its PyTorch reference)"),
+                                     "were built from (the fp16/bf16 graphs are judged against its PyTorch reference)"),
     out: Path = typer.Option(Path("engines"), "--out", help="engines directory with the ONNX graphs"),
     precision: str = typer.Option("fp16", "--precision", help="fp32 | fp16 | bf16"),
+    tf32: bool = typer.Option(False, "--tf32", help="let TensorRT use TF32 in fp32 layers"),
+    points: str = typer.Option("opt,min,awkward,max", "--points", help="parity shapes of the fp16 graphs"),
 ) -> None:
-    """Precision analysis and TensorRT build plan for existing graphs, without building anything
-    (what `build --precision fp16` does before it needs TensorRT)."""
+    """The mixed-precision graphs (made if missing) and the TensorRT build plan for existing graphs,
+    without building any engine (what `build --precision fp16` does before it needs TensorRT)."""
     from indextts_trt.runtime.errors import OptionError
 
     with _errors():
         if precision not in PRECISIONS:
             raise OptionError("precision", precision, f"use one of {', '.join(PRECISIONS)}")
-        _plan(checkpoints, out, precision)
+        if precision != "fp32":
+            _precision_graphs(checkpoints, out, precision, tuple(p.strip() for p in points.split(",") if p.strip()),
+                              False)
+        _plan(out, precision, tf32)
 
 
-def _plan(checkpoints: Path, out: Path, precision: str) -> dict:
+def _precision_graphs(checkpoints: Path, out: Path, precision: str, points: tuple[str, ...], force: bool) -> None:
+    from indextts_trt.export.precision_graphs import make_precision_graphs
+
+    res = make_precision_graphs(checkpoints, out, precision, points, force=force, progress=True, log_line=typer.echo)
+    fallback = [r.stage for r in res if r.precision == "fp32"]
+    typer.echo(f"{precision} graphs: {len(res) - len(fallback)} of {len(res)} stages in {precision}"
+               + (f"; fp32 (no island set passes): {', '.join(fallback)}" if fallback else "")
+               + f"; report: {out / f'precision_{precision}_report.md'}")
+
+
+def _plan(out: Path, precision: str, tf32: bool) -> dict:
     from indextts_trt.export.engines import plan_engines
     from indextts_trt.runtime.errors import UserError
 
     try:
-        return plan_engines(checkpoints, out, precision, progress=True, log=typer.echo)
-    except ValueError as e:  # the plan's own errors (no analysis, islands that match no node): the directory's
+        return plan_engines(out, precision, tf32=tf32, log=typer.echo)
+    except ValueError as e:  # the plan's own errors (no graph, islands that match no node): the directory's
         if isinstance(e, UserError):
             raise
         raise UserError(f"build plan: {e}") from None

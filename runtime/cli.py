@@ -38,7 +38,7 @@ FLAGS = {"emo_alpha": "--emotion-alpha", "emotion_vector": "--emotion-vector", "
          "seed": "--seed", "max_text_tokens_per_segment": "--max-segment-tokens", "diffusion_steps": "--diffusion-steps",
          "cfg_rate": "--cfg-rate", "num_beams": "--num-beams", "top_k": "--top-k", "top_p": "--top-p",
          "temperature": "--temperature", "repetition_penalty": "--repetition-penalty", "max_new_tokens": "--max-codes",
-         "threads": "--threads", "backend": "--backend", "providers": "--ort-provider", "chunk_codes": "--stream-chunk",
+         "threads": "--threads", "backend": "--backend", "precision": "--precision", "providers": "--ort-provider", "chunk_codes": "--stream-chunk",
          "overlap_codes": "--stream-overlap", "voice": "--voice", "save_voice": "--save-voice", "speaker": "--speaker"}
 BACKEND_CHOICES = ("auto", "trt", "ort", "torch")
 
@@ -68,6 +68,9 @@ def synth(
     backend: str = typer.Option("auto", "--backend", help="auto: TensorRT engines when the engines directory has "
                                 "them for this GPU, else ONNX Runtime; trt; ort; torch: the PyTorch reference on "
                                 "a checkpoint directory"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (the gated fp16 graphs `tts-export build "
+                                  "--precision fp16` made; ort) | bf16 (TensorRT engines only); TensorRT engines "
+                                  "run at the precision they were built at"),
     ort_provider: str = typer.Option("cpu", "--ort-provider", help="ONNX Runtime provider: cpu, or cuda "
                                      "(needs the gpu extra; a fallback to CPU is reported)"),
     engine_dir: Path = typer.Option(Path("engines"), "--engine-dir", help="engines directory (ort/trt backends); "
@@ -139,7 +142,7 @@ def synth(
                 rep = _run_engines(engine_dir, text, speaker, out, emotion_audio, opts, threads=threads, voice=voice,
                                    save_voice=save_voice, voices_dir=voices_dir or engine_dir / "voices",
                                    stream=stream or stream_chunk is not None, chunk=chunk, backend=backend,
-                                   ort_provider=ort_provider)
+                                   ort_provider=ort_provider, precision=precision)
         _print_report(rep, out)
         if report is not None:
             from .files import write_text_atomic
@@ -147,7 +150,7 @@ def synth(
             write_text_atomic(report, json.dumps(rep, indent=2))
 
 
-def _request(*, backend, ort_provider, threads, voice, save_voice, speaker, stream, stream_chunk, stream_overlap,
+def _request(*, backend, precision, ort_provider, threads, voice, save_voice, speaker, stream, stream_chunk, stream_overlap,
              emotion_audio, emotion_vector, emotion_alpha, seed, greedy, num_beams, top_k, top_p, temperature,
              repetition_penalty, max_codes, max_segment_tokens, diffusion_steps, cfg_rate, out, report,
              **_) -> tuple[RunOptions, ChunkPlan | None]:
@@ -163,7 +166,9 @@ def _request(*, backend, ort_provider, threads, voice, save_voice, speaker, stre
                           "(PyTorch reference)")
     if ort_provider not in ("cpu", "cuda"):
         raise OptionError("providers", ort_provider, "use cpu or cuda")
-    check_open_options("ort", None, threads)
+    check_open_options("ort", None, threads, precision)
+    if backend == "torch" and precision != "fp32":
+        raise UsageError("--precision fp16/bf16 needs the ort or trt backend (the PyTorch reference is fp32)")
     sampling_flags = {"--num-beams": num_beams, "--top-k": top_k, "--top-p": top_p, "--temperature": temperature}
     if greedy:
         given = [f for f, v in sampling_flags.items() if v is not None]
@@ -203,7 +208,7 @@ def _request(*, backend, ort_provider, threads, voice, save_voice, speaker, stre
 
 
 def _run_engines(engine_dir, text, speaker, out, emotion_audio, opts: RunOptions, *, threads, voice, save_voice,
-                 voices_dir, stream, chunk, backend, ort_provider) -> dict:
+                 voices_dir, stream, chunk, backend, ort_provider, precision) -> dict:
     import numpy as np
 
     from .audio import write_wav_int16
@@ -211,7 +216,8 @@ def _run_engines(engine_dir, text, speaker, out, emotion_audio, opts: RunOptions
 
     t0 = time.perf_counter()
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ort_provider == "cuda" else None
-    with open_pipeline(engine_dir, providers=providers, threads=threads or None, backend=backend) as pipe:
+    with open_pipeline(engine_dir, providers=providers, threads=threads or None, backend=backend,
+                       precision=precision) as pipe:
         log.debug("backend: %s (%s)", pipe.backend, pipe.backend_reason)
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -240,7 +246,7 @@ def _run_engines(engine_dir, text, speaker, out, emotion_audio, opts: RunOptions
         total = time.perf_counter() - t0
         write_wav_int16(out, wav, pipe.sample_rate)
         used = ", ".join(pipe.providers_in_use)
-        what = f"TensorRT ({used})" if pipe.backend == "trt" else f"onnxruntime ({used}), fp32 graphs"
+        what = f"TensorRT ({used})" if pipe.backend == "trt" else f"onnxruntime ({used}), {pipe.precision} graphs"
         audio_s = len(wav) / pipe.sample_rate
     rep = {"backend": what, "engine_dir": str(engine_dir), "load_seconds": load_s, "total_seconds": total,
            "audio_seconds": audio_s, "rtf": total / max(audio_s, 1e-9), "segments": len(codes) if codes else None,
