@@ -67,7 +67,7 @@ def stage_specs(cfg: IndexTTS25Config) -> dict[str, StageSpec]:
                     TensorSpec("text_ids", I64, (1, "L_text"), 0, g.number_text_tokens + 1),
                     TensorSpec("lang_id", I64, (1,), 0, NUM_LANGUAGE_ROWS)),
             outputs=(TensorSpec("logits", F32, (1, g.number_mel_codes)),
-                     TensorSpec("kv", F32, (layers, 2, 1, heads, "S", hd))),
+                     TensorSpec("kv", F32, (layers, 2, 1, heads, "S", hd), reduced=True)),
             dims=(_dim("L_text", 3, 40, max_text), _dim("S", conds + 4, conds + 41, conds + max_text + 1)),
             derived={"S": f"{conds} + L_text + 1"},
             tolerances={"logits": LOGITS, "kv": MAX_FP32}),
