@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indextts_trt.reference.v25.init_checkpoints import init_checkpoints_v25
-from indextts_trt.reference.v25.pipeline import ReferencePipelineV25
 from indextts_trt.runtime.indextts25.config import target_mel_length_v25
 from indextts_trt.runtime.indextts25.options import RunOptions25
 from indextts_trt.runtime.sampling import SamplingOptions
@@ -14,10 +12,8 @@ from indextts_trt.runtime.errors import OptionError
 
 
 @pytest.fixture(scope="module")
-def pipe25(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ck25") / "ck"
-    init_checkpoints_v25("tiny", out, seed=0, progress=False)
-    return ReferencePipelineV25(out)
+def pipe25(ref_pipe_25):
+    return ref_pipe_25
 
 
 def test_synthesis_frame_grid_and_determinism(pipe25, prompt_wav):

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from indextts_trt.runtime.indextts25.config import target_mel_length_v25
+from indextts_trt.runtime.indextts25.config import max_codes_v25, target_mel_length_v25
 from indextts_trt.runtime.indextts25.layout import CheckpointLayoutV25
 from indextts_trt.runtime.indextts25.options import RunOptions25
 from indextts_trt.runtime.text.frontend_v25 import TextFrontendV25
@@ -56,7 +56,8 @@ class ReferencePipelineV25(ReferencePipeline):
     def generate(self, conds: torch.Tensor, ids: np.ndarray, options: RunOptions25, sampling) -> GenerationResult:
         prefix = self.gpt.prompt(conds, torch.from_numpy(ids), lang_to_token(options.language))
         return generate_from_prefix(self.gpt, prefix, sampling, stop_token=self.cfg.gpt.stop_mel_token,
-                                    max_new_tokens=sampling.max_new_tokens)
+                                    max_new_tokens=max_codes_v25(self.cfg, sampling.max_new_tokens,
+                                                                 options.duration_factor))
 
     def mel_frames(self, num_codes: int, options: RunOptions25) -> int:
         return target_mel_length_v25(num_codes, options.duration_factor)

@@ -290,10 +290,14 @@ class IndexTTS2Pipeline(Pipeline):
         return (np.concatenate([[0], stripped, [1]]).astype(np.int64)[None],
                 np.concatenate([[0], ids, [1]]).astype(np.int64)[None])
 
+    def segment_sampling(self, options: RunOptions, i: int) -> SamplingOptions:
+        """Segment ``i``'s sampling options (a variant may lower its code limit)."""
+        return options.segment_sampling(i)
+
     def segment(self, request: Request, i: int, options: RunOptions, secs: dict) -> Segment | None:
         text_gen, text_lat = self.segment_text(request, i)
         with timed(secs, "gpt_generate"):
-            codes, hit = self.generate(request.conds, text_gen, options.segment_sampling(i))
+            codes, hit = self.generate(request.conds, text_gen, self.segment_sampling(options, i))
         if len(codes) == 0:
             return None
         content = self.content(request, text_lat, codes, 0, len(codes), secs)
@@ -319,7 +323,7 @@ class IndexTTS2Pipeline(Pipeline):
                 return self.vocode(mel)
 
         t0 = time.perf_counter()
-        for search in self.generate_steps(request.conds, text_gen, options.segment_sampling(i)):
+        for search in self.generate_steps(request.conds, text_gen, self.segment_sampling(options, i)):
             if search.done:
                 break
             while search.committed_length() - done >= plan.chunk_codes:

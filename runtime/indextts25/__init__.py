@@ -22,6 +22,7 @@ class IndexTTS25(IndexTTS2):
     host_files = ("config.yaml", TOKENIZER_FILE, "host_data.safetensors")
     pipeline = "indextts_trt.runtime.indextts25.pipeline:IndexTTS25Pipeline"
     options_class = RunOptions25
+    codes_per_second = 25.0  # EnhancedCodec: 50 Hz features downsampled 2x (config.codes_per_second)
 
     def parse_config(self, data: dict, src: str) -> tuple[IndexTTS25Config, list[str]]:
         return parse_config_v25(data, src)

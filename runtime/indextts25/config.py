@@ -27,6 +27,7 @@ from ..indextts2.config import (
     S2MelConfig,
     full_config_dict as full_config_dict_v2,
     load_parsed,
+    max_new_codes,
     sized_config,
     tiny_config_dict as tiny_config_dict_v2,
     validate_shared,
@@ -184,6 +185,30 @@ def target_mel_length_v25(num_codes: int, duration_factor: float = 1.0) -> int:
     return int(CODEC_UPSAMPLE * num_codes * FRAMES_PER_50HZ_FRAME * duration_factor)
 
 
+def max_segment_frames(cfg: IndexTTS25Config) -> int:
+    """The most mel frames one segment may have: ``max_mel_tokens`` codes at duration factor 1
+    (6 243 frames, 72.5 s, for the release). The DiT, length regulator and BigVGAN ranges are sized
+    for it; sizing them for upstream's slider maximum (2.0) instead would make the DiT's range
+    maximum 13 778 frames, whose attention alone (2 CFG rows × 8 heads × T² float32, per request)
+    is 12 GB at full size."""
+    return target_mel_length_v25(cfg.gpt.max_mel_tokens, 1.0)
+
+
+def max_codes_v25(cfg: IndexTTS25Config, requested: int, duration_factor: float) -> int:
+    """Codes a segment may generate: IndexTTS-2's cap (the request, at most ``max_mel_tokens``),
+    then at most as many as :func:`max_segment_frames` holds at ``duration_factor``. Applied before
+    generation, so a slow factor never fails after the GPT's work. It binds only where upstream
+    would make a segment longer than 72.5 s (full size): upstream's default 1 500 codes fit up to
+    factor 1.21."""
+    n = max_new_codes(cfg, requested)
+    frames = max_segment_frames(cfg)
+    # the grid is monotone in N: step down from the float estimate to the exact largest fit
+    n = min(n, int(frames / (CODEC_UPSAMPLE * FRAMES_PER_50HZ_FRAME * duration_factor)) + 1)
+    while n > 1 and target_mel_length_v25(n, duration_factor) > frames:
+        n -= 1
+    return n
+
+
 def codes_per_second(cfg: IndexTTS25Config) -> float:
     """25 for the release: w2v-bert's 50 Hz frames (16 kHz / hop 160 / stack 2) over the codec's 2x."""
     return 16000 / 160 / 2 / cfg.semantic_codec.downsample_scale
@@ -192,6 +217,6 @@ def codes_per_second(cfg: IndexTTS25Config) -> float:
 __all__ = [
     "IndexTTS25Config", "SemanticCodec25Config", "Vocoder25Config", "parse_config_v25", "load_config_v25",
     "dump_config_v25", "full_config_dict_v25", "tiny_config_dict_v25", "full_config_v25", "tiny_config_v25",
-    "config_v25_for_size", "target_mel_length_v25", "codes_per_second", "NUM_SPECIAL_TOKENS", "CODEC_UPSAMPLE",
+    "config_v25_for_size", "target_mel_length_v25", "max_segment_frames", "max_codes_v25", "codes_per_second", "NUM_SPECIAL_TOKENS", "CODEC_UPSAMPLE",
     "CONDITIONING_ROWS",
 ]

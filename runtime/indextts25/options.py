@@ -19,8 +19,8 @@ from ..text.multilingual import FRONTEND_LANGUAGES, check_language
 from ..text.tokenizer import TextError
 
 DEFAULT_LANGUAGE = "zh"  # upstream's CLI (--lang ZH) and web UI default; infer() has no default
-# the web UI's slider (webui.py: minimum=0.5, maximum=2.0); upstream's infer() checks nothing. The
-# stage ranges (stages.py) are sized for 2.0 at the longest segment, so any factor here fits them.
+# the web UI's slider (webui.py: minimum=0.5, maximum=2.0); upstream's infer() checks nothing. Above
+# 1 a segment's code limit drops so its frames fit the stage ranges (config.max_codes_v25).
 MIN_DURATION_FACTOR, MAX_DURATION_FACTOR = 0.5, 2.0
 
 
@@ -40,7 +40,7 @@ class RunOptions25(RunOptions):
         if not (is_number(self.duration_factor) and MIN_DURATION_FACTOR <= self.duration_factor <= MAX_DURATION_FACTOR):
             raise OptionError("duration_factor", self.duration_factor,
                               f"must be a number in [{MIN_DURATION_FACTOR:g}, {MAX_DURATION_FACTOR:g}] (upstream's "
-                              "range; the stages are sized for its maximum)")
+                              "slider range)")
         if not isinstance(self.text_normalization, bool):
             raise OptionError("text_normalization", self.text_normalization, "must be True or False")
         if self.quick_streaming_tokens:

@@ -1,16 +1,17 @@
 """IndexTTS-2.5's stage sequence: IndexTTS-2's pipeline with what 2.5 changes overridden.
 
 Inherited unchanged: the prompt front ends and their cache, the emotion mixing (audio, vector,
-strength), the GPT's decode loop on the in-place KV cache with the numpy beam sampler
-(``generate_steps``), the CFM loop with CFG, BigVGAN, per-segment and code-chunk streaming, saved
-voices (the same five tensors), joining. Overridden:
+strength), the GPT's decode loop on the runtime-owned KV cache with the numpy beam sampler
+(``generate_steps``), the CFM loop over the fused Euler ``dit_step``, BigVGAN, per-segment and
+code-chunk streaming, saved voices (the same five tensors), joining. Overridden:
 - text: the multilingual front end (language prefix, normalization on/off, Japanese segmentation)
   and the language row the prefill adds to every text position;
 - speaker: the prompt condition regulates the raw w2v-bert features (no codec pass), and the GPT's
   3 conditioning rows come from the CAMPPlus vector (``speaker_projection``);
 - content: ``codec_decode`` of the codes (25 → 50 Hz) instead of the latent pass + gpt_layer + vq2emb;
 - the frame grid: ``int(2N · 1.72 · duration_factor)`` mel frames for N codes, for S2Mel and
-  for the windows of code-chunk streaming.
+  for the windows of code-chunk streaming, and the code limit that keeps a segment inside it
+  (``segment_sampling``).
 Nothing here imports torch.
 """
 
@@ -23,11 +24,12 @@ import numpy as np
 
 from ..indextts2.pipeline import Conditioning, IndexTTS2Pipeline, Request
 from ..pipeline import timed
+from ..sampling import SamplingOptions
 from ..streaming import Grid
 from ..text.frontend_v25 import TextFrontendV25
 from ..text.ja_g2p import JapaneseSegmenter
 from ..text.multilingual import MultilingualTokenizer, lang_to_token
-from .config import target_mel_length_v25
+from .config import max_codes_v25, target_mel_length_v25
 from .layout import TOKENIZER_FILE
 from .options import RunOptions25
 
@@ -80,6 +82,11 @@ class IndexTTS25Pipeline(IndexTTS2Pipeline):
             raise ValueError(f"the IndexTTS-2.5 prefill takes the start code at position 0 only, got "
                              f"{mel_ids.tolist()} at {mel_pos.tolist()}")
         return self.run("gpt_prefill", conds=conds, text_ids=text.ids, lang_id=text.lang)
+
+    def segment_sampling(self, options: RunOptions25, i: int) -> SamplingOptions:
+        s = options.segment_sampling(i)  # at a slow duration factor, only the codes whose frames fit
+        n = max_codes_v25(self.cfg, s.max_new_tokens, options.duration_factor)
+        return s.replace(max_new_tokens=n, min_new_tokens=min(s.min_new_tokens, n))
 
     # ------------------------------------------------------------------ S2Mel
 

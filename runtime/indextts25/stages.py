@@ -9,12 +9,11 @@ The stages 2.5 shares with IndexTTS-2 are built by IndexTTS-2's spec builders wi
 - ``codec_decode``: 25 Hz codes → 50 Hz features (2N frames), EnhancedCodec.decode.
 Gone: semantic_codec, vq2emb, speaker_conditioning, gpt_layer (and the latent pass).
 
-Ranges. Segments of up to ``max_mel_tokens`` codes at up to ``MAX_DURATION_FACTOR`` (2.0, upstream's
-slider maximum): ``int(2N · 1.72 · 2.0)`` mel frames, 12 487 at full size, so the DiT sees up to
-1 291 + 12 487 frames and BigVGAN 12 487. We size the ranges for that rather than cap the factor
-lower: a segment's code count is known only after generation, so a tighter cap would either refuse
-factors upstream offers or fail after the GPT's work; the price is TensorRT's long profile and the
-range-maximum parity point, not the typical request (opt sizes are 4 s segments).
+Ranges. A segment has at most ``max_segment_frames`` mel frames (``max_mel_tokens`` codes at
+duration factor 1: 6 243 frames, 72.5 s, at full size), so the DiT sees up to 1 291 + 6 243 frames
+and BigVGAN 6 243. A slower factor lowers the segment's code limit before generation
+(``max_codes_v25``) instead of widening the ranges: sized for upstream's slider maximum 2.0, the
+DiT's maximum would be 13 778 frames, 12 GB of attention scores per request at full size.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ from ..indextts2.stages import (
 )
 from ..spec import StageSpec, TensorSpec
 from ..text.multilingual import NUM_LANGUAGE_ROWS
-from .config import CODEC_UPSAMPLE, CONDITIONING_ROWS, IndexTTS25Config, target_mel_length_v25
-from .options import MAX_DURATION_FACTOR
+from .config import CODEC_UPSAMPLE, CONDITIONING_ROWS, IndexTTS25Config, max_segment_frames
 
 
 def stage_specs(cfg: IndexTTS25Config) -> dict[str, StageSpec]:
@@ -49,7 +47,7 @@ def stage_specs(cfg: IndexTTS25Config) -> dict[str, StageSpec]:
     max_codes = g.max_mel_tokens + 2  # mel positions: [start, c1..cN, stop]
     max_text = g.max_text_tokens + 2
     prompt = longest_prompt(hop=cfg.hop_length)
-    gen_frames = target_mel_length_v25(g.max_mel_tokens, MAX_DURATION_FACTOR)  # the most one segment makes
+    gen_frames = max_segment_frames(cfg)  # the most one segment makes
     t50 = prompt_dim(prompt)
     specs = [
         semantic_encoder_spec(cfg, t50),
