@@ -33,6 +33,7 @@ class ModelVariant:
     host_files: tuple[str, ...] = ()  # files besides the graphs the runtime reads from an engines dir
     pipeline: str = ""  # "module:Class" of the pipeline that sequences the stages (imported lazily)
     options_class: type | None = None  # its request options (a RunOptions subclass); None: RunOptions
+    codes_per_second: float = 0.0  # the GPT's codes per second of speech (0: not a code model)
 
     def matches(self, data: dict) -> bool:
         return str(data.get("version")) in self.config_versions

@@ -18,6 +18,7 @@ class IndexTTS2(ModelVariant):
     # tensors (speed rows, emotion matrices) the host-side steps use, from torch pickles upstream
     host_files = ("config.yaml", "bpe.model", "host_data.safetensors")
     pipeline = "indextts_trt.runtime.indextts2.pipeline:IndexTTS2Pipeline"
+    codes_per_second = 50.0  # the semantic codec's frames: w2v-bert's 50 Hz
 
     def parse_config(self, data: dict, src: str) -> tuple[IndexTTSConfig, list[str]]:
         return parse_config(data, src)
