@@ -39,7 +39,8 @@ FLAGS = {"emo_alpha": "--emotion-alpha", "emotion_vector": "--emotion-vector", "
          "cfg_rate": "--cfg-rate", "num_beams": "--num-beams", "top_k": "--top-k", "top_p": "--top-p",
          "temperature": "--temperature", "repetition_penalty": "--repetition-penalty", "max_new_tokens": "--max-codes",
          "threads": "--threads", "backend": "--backend", "precision": "--precision", "providers": "--ort-provider", "chunk_codes": "--stream-chunk",
-         "overlap_codes": "--stream-overlap", "voice": "--voice", "save_voice": "--save-voice", "speaker": "--speaker"}
+         "overlap_codes": "--stream-overlap", "voice": "--voice", "save_voice": "--save-voice", "speaker": "--speaker",
+         "language": "--language", "duration_factor": "--duration-factor", "text_normalization": "--no-text-normalization"}
 BACKEND_CHOICES = ("auto", "trt", "ort", "torch")
 
 
@@ -111,7 +112,8 @@ def synth(
     repetition_penalty: float = typer.Option(_S.repetition_penalty, "--repetition-penalty",
                                              help="HF repetition penalty over the code history (finite, > 0; 1: off)"),
     max_codes: int = typer.Option(_S.max_new_tokens, "--max-codes", help="at most this many semantic codes per "
-                                  "segment, >= 1 (50 per second of speech; the model's max_mel_tokens caps it)"),
+                                  "segment, >= 1 (50 per second of speech, 25 for IndexTTS-2.5; the model's "
+                                  "max_mel_tokens caps it)"),
     max_segment_tokens: int = typer.Option(DEFAULTS.max_text_tokens_per_segment, "--max-segment-tokens",
                                            help="text tokens per segment, >= 1 and at most the model's "
                                            "max_text_tokens"),
@@ -119,6 +121,12 @@ def synth(
                                         help=f"flow-matching Euler steps, in [1, {MAX_DIFFUSION_STEPS}]"),
     cfg_rate: float = typer.Option(DEFAULTS.cfg_rate, "--cfg-rate", help=f"classifier-free guidance rate, in "
                                    f"[0, {MAX_CFG_RATE:g}]"),
+    language: str | None = typer.Option(None, "--language", help="IndexTTS-2.5 only: the text's language, zh, en, "
+                                        "zhen, ja, es or ar (default zh)"),
+    duration_factor: float | None = typer.Option(None, "--duration-factor", help="IndexTTS-2.5 only: speech "
+                                                 "duration x this, in [0.5, 2] (default 1)"),
+    no_text_normalization: bool = typer.Option(False, "--no-text-normalization", help="IndexTTS-2.5 only: speak "
+                                               "numbers and symbols as written"),
     report: Path | None = typer.Option(None, "--report", help="also write the latency report as JSON here (a "
                                        "regular file or a new path, not --out)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -153,6 +161,7 @@ def synth(
 def _request(*, backend, precision, ort_provider, threads, voice, save_voice, speaker, stream, stream_chunk, stream_overlap,
              emotion_audio, emotion_vector, emotion_alpha, seed, greedy, num_beams, top_k, top_p, temperature,
              repetition_penalty, max_codes, max_segment_tokens, diffusion_steps, cfg_rate, out, report,
+             language=None, duration_factor=None, no_text_normalization=False,
              **_) -> tuple[RunOptions, ChunkPlan | None]:
     """Every usage rule, before any file is read: the options' own (``RunOptions``,
     ``SamplingOptions``, ``ChunkPlan``, the pipeline's), then the flags' combinations, then the
@@ -179,10 +188,17 @@ def _request(*, backend, precision, ort_provider, threads, voice, save_voice, sp
         chosen = dict(num_beams=num_beams, top_k=top_k, top_p=top_p, temperature=temperature)
         sampling = SamplingOptions(**{k: v for k, v in chosen.items() if v is not None},
                                    repetition_penalty=repetition_penalty, max_new_tokens=max_codes)
-    opts = RunOptions(emo_alpha=DEFAULTS.emo_alpha if emotion_alpha is None else emotion_alpha,
-                      emotion_vector=_parse_vector(emotion_vector), max_text_tokens_per_segment=max_segment_tokens,
-                      sampling=sampling, diffusion_steps=diffusion_steps, cfg_rate=cfg_rate,
-                      seed=seed).check_request(emotion_audio)
+    common = dict(emo_alpha=DEFAULTS.emo_alpha if emotion_alpha is None else emotion_alpha,
+                  emotion_vector=_parse_vector(emotion_vector), max_text_tokens_per_segment=max_segment_tokens,
+                  sampling=sampling, diffusion_steps=diffusion_steps, cfg_rate=cfg_rate, seed=seed)
+    v25 = {k: v for k, v in (("language", language), ("duration_factor", duration_factor),
+                             ("text_normalization", False if no_text_normalization else None)) if v is not None}
+    if v25:  # IndexTTS-2.5's options; on an IndexTTS-2 directory the pipeline names the flag
+        from .indextts25.options import RunOptions25
+
+        opts = RunOptions25(**common, **v25).check_request(emotion_audio)
+    else:
+        opts = RunOptions(**common).check_request(emotion_audio)
     for field, name in (("voice", voice), ("save_voice", save_voice)):
         if name is not None:
             check_voice_name(name, field)

@@ -174,7 +174,8 @@ class Pipeline:
     def iter_segments(self, text: str, speaker, *, emotion_audio=None, options: RunOptions = DEFAULTS,
                       progress: bool = False, seconds: dict | None = None) -> Iterator[Segment]:
         secs = seconds if seconds is not None else defaultdict(float)
-        request = self.prepare(text, speaker, emotion_audio, _checked(options, emotion_audio), secs)
+        options = self.checked_options(options, emotion_audio)
+        request = self.prepare(text, speaker, emotion_audio, options, secs)
         from tqdm import tqdm
 
         for i in tqdm(range(len(request.segments)), desc="segments", unit="seg", disable=not progress):
@@ -197,7 +198,7 @@ class Pipeline:
         codes are the non-streamed ones, the audio an approximation of it (exact with one window).
         """
         secs = seconds if seconds is not None else defaultdict(float)
-        options = _checked(options, emotion_audio)
+        options = self.checked_options(options, emotion_audio)
         if chunk is not None and not isinstance(chunk, ChunkPlan):
             raise OptionError("chunk", chunk, "must be a ChunkPlan (or None: per-segment streaming)")
         sil = np.zeros(int(self.sample_rate * options.interval_silence_ms / 1000.0), np.int16)
@@ -216,6 +217,11 @@ class Pipeline:
                 first, emitted = False, True
                 if wav.size:
                     yield to_int16(wav)
+
+    def checked_options(self, options: RunOptions, emotion_audio) -> RunOptions:
+        """The request's options as the variant's options class (its fields' rules: a field the
+        variant lacks is an OptionError), then the rules that join them with the request."""
+        return self.variant.request_options(options).check_request(emotion_audio)
 
     # ------------------------------------------------------------------ what a variant implements
 
@@ -291,12 +297,6 @@ def check_open_options(backend, providers, threads, precision="fp32") -> None:
         raise OptionError("providers", providers, "must be a list of ONNX Runtime provider names")
     if threads is not None and not (is_int(threads) and 0 <= threads <= MAX_THREADS):
         raise OptionError("threads", threads, f"must be an integer in [0, {MAX_THREADS}] (0 or None: all cores)")
-
-
-def _checked(options: RunOptions, emotion_audio) -> RunOptions:
-    if not isinstance(options, RunOptions):
-        raise OptionError("options", options, "must be a RunOptions")
-    return options.check_request(emotion_audio)
 
 
 def timed(secs: dict, key: str):
