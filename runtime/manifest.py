@@ -37,7 +37,9 @@ class IntegrityError(ManifestError):
 def load_manifest(engine_dir: str | Path) -> dict:
     path = Path(engine_dir) / MANIFEST
     if not path.is_file():
-        raise ManifestError(f"no {MANIFEST} in {engine_dir}: build it with `tts-export build --out {engine_dir}`")
+        from .workdirs import no_build_message
+
+        raise ManifestError(no_build_message(engine_dir))
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -132,8 +134,10 @@ def file_digest(path: Path, st: os.stat_result | None = None) -> str:
 def verify_files(engine_dir: str | Path, hashes: Mapping[str, str], sizes: Mapping[str, int] | None = None) -> None:
     """Raise :class:`IntegrityError` naming the first file that is missing, not a regular file,
     of another size than recorded, or whose SHA-256 differs from the manifest's."""
+    from .workdirs import rebuild_hint
+
     engine_dir = Path(engine_dir)
-    rebuild = f"rebuild with `tts-export build --out {engine_dir}`"
+    rebuild = rebuild_hint(engine_dir)
     for name, want in hashes.items():
         p = engine_dir / name
         try:

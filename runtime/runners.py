@@ -59,8 +59,10 @@ def choose_backend(engine_dir: str | Path, manifest: dict, stages: Sequence[str]
     if missing:
         which = "no TensorRT engines" if len(missing) == len(stages) else \
             f"no TensorRT engine for {', '.join(missing)}"
-        problem = (f"{which} in {engine_dir}: build them with `tts-export build --precision fp16 --out "
-                   f"{engine_dir}` on the GPU machine")
+        from .workdirs import build_command
+
+        problem = (f"{which} in {engine_dir}: build them on a machine with TensorRT and an NVIDIA GPU with "
+                   f"`{build_command(engine_dir, manifest, precision='fp16')}`")
     else:
         from .engine_plan import engine_compat_error
         from .gpu import TensorRTUnavailable, gpu_info, import_tensorrt
