@@ -28,6 +28,21 @@ def cfg_velocity(estimator: Estimator, x: Tensor, prompt_x: Tensor, x_lens: Tens
     return (1.0 + cfg_rate) * v_c - cfg_rate * v_u
 
 
+def euler_step(estimator: Estimator, x: Tensor, prompt_x: Tensor, x_lens: Tensor, prompt_len: Tensor, t: Tensor,
+               dt: Tensor, style: Tensor, mu: Tensor, cfg_rate: Tensor | float) -> tuple[Tensor, Tensor]:
+    """One Euler step of B requests at once (upstream's loop body, batched): the guided velocity
+    on the CFG batch [x; x] (cfg_velocity), then x + dt·v with each row's prompt frames zeroed.
+    x, prompt_x (B, n_mels, T); x_lens, prompt_len, t, dt (B,); style (B, S); mu (B, T, C) →
+    (x_next, v), both (B, n_mels, T)."""
+    b, T = x.shape[0], x.shape[-1]
+    v = estimator(torch.cat([x, x]), torch.cat([prompt_x, torch.zeros_like(prompt_x)]), torch.cat([x_lens, x_lens]),
+                  torch.cat([t, t]), torch.cat([style, torch.zeros_like(style)]), torch.cat([mu, torch.zeros_like(mu)]))
+    v = (1.0 + cfg_rate) * v[:b] - cfg_rate * v[b:]
+    x_next = x + dt[:, None, None] * v
+    in_prompt = torch.arange(T, device=x.device)[None, None, :] < prompt_len[:, None, None]
+    return torch.where(in_prompt, torch.zeros_like(x_next), x_next), v
+
+
 @torch.no_grad()
 def cfm_inference(estimator: Estimator, mu: Tensor, prompt: Tensor, style: Tensor, n_steps: int,
                   cfg_rate: float, temperature: float = 1.0, noise: Tensor | None = None,
@@ -45,9 +60,13 @@ def cfm_inference(estimator: Estimator, mu: Tensor, prompt: Tensor, style: Tenso
     x[..., :prompt_len] = 0
     x_lens = torch.full((b,), T, dtype=torch.long)
     t = t_span[0]
+    lens_p = torch.full((b,), prompt_len, dtype=torch.long)
     for step in range(1, len(t_span)):
         dt = t_span[step] - t_span[step - 1]
-        x = x + dt * cfg_velocity(estimator, x, prompt_x, x_lens, t.reshape(1), style, mu, cfg_rate)
+        if cfg_rate > 0:  # the same arithmetic as the exported step graph (export/indextts2/adapters.py)
+            x, _ = euler_step(estimator, x, prompt_x, x_lens, lens_p, t.expand(b), dt.expand(b), style, mu, cfg_rate)
+        else:  # upstream calls the estimator once, without the CFG batch
+            x = x + dt * cfg_velocity(estimator, x, prompt_x, x_lens, t.reshape(1), style, mu, cfg_rate)
+            x[:, :, :prompt_len] = 0
         t = t + dt
-        x[:, :, :prompt_len] = 0
     return x

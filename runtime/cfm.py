@@ -1,21 +1,16 @@
-"""The S2Mel flow-matching solver on the host: Euler steps with classifier-free guidance.
+"""The S2Mel flow-matching solver loop: Euler steps with classifier-free guidance.
 
 As upstream's ``solve_euler``: the prompt frames of ``x`` are zeroed before the loop and after every
-step; each step is one estimator call on the CFG batch [cond; uncond] (the uncond half has prompt,
+step; each step evaluates the estimator on the CFG batch [cond; uncond] (the uncond half has prompt,
 style and condition zeroed, ``x`` and ``t`` shared), combined as v = (1 + r)·v_cond − r·v_uncond;
-``t`` advances by float32 ``linspace`` steps. The noise is drawn with numpy (:func:`cfm_noise`) so
-the PyTorch reference and the runtime start from the same values.
+``t`` advances by float32 ``linspace`` steps. The step itself is one graph (``dit_step``); this loop
+only sequences it. The noise is drawn with numpy (:func:`cfm_noise`) so the PyTorch reference and
+the runtime start from the same values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-
-# velocity(x_batch (2, n_mels, T), t_batch (2,)) -> (2, n_mels, T): one estimator call on the CFG batch;
-# the constant inputs (prompt, style, condition, lengths) are bound by the caller once per segment
-Velocity = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def cfm_noise(seed: int, n_mels: int, frames: int) -> np.ndarray:
@@ -25,25 +20,26 @@ def cfm_noise(seed: int, n_mels: int, frames: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((frames, n_mels)).astype(np.float32).T[None].copy()
 
 
-def cfg_batch(cond: np.ndarray) -> np.ndarray:
-    """[cond; zeros]: the unconditional half of the CFG batch sees no prompt, style or condition."""
-    return np.concatenate([cond, np.zeros_like(cond)])
-
-
-def solve_euler(velocity: Velocity, x: np.ndarray, prompt_frames: int, steps: int, cfg_rate: float) -> np.ndarray:
-    """Integrate ``x`` (1, n_mels, T) from t=0 to 1 in ``steps`` Euler steps; returns the mel with
-    the prompt frames zero."""
+def solve_euler(run, x: np.ndarray, prompt_len: np.ndarray, steps: int) -> np.ndarray:
+    """Integrate ``x`` (B, n_mels, T) from t=0 to 1 in ``steps`` Euler steps of the stage graph
+    ``dit_step`` (one whole step: CFG batch, guided velocity, update, prompt frames zeroed), whose
+    constant inputs the caller has set on the runner. ``run(feed, fetch)`` runs the stage with its
+    output ``x_next`` fed back as the next ``x`` (on the device where the backend has one); only the
+    last step's ``x`` comes back. Returns the mel with each row's prompt frames zero."""
     x = x.copy()
-    x[..., :prompt_frames] = 0
+    in_prompt = np.arange(x.shape[-1])[None, :] < prompt_len[:, None]  # (B, T)
+    x[np.broadcast_to(in_prompt[:, None, :], x.shape)] = 0  # as upstream, before the first step too
+    b = x.shape[0]
     t_span = np.linspace(0, 1, steps + 1, dtype=np.float32)
     t = t_span[0]
     for i in range(1, steps + 1):
         dt = t_span[i] - t_span[i - 1]
-        v = velocity(np.concatenate([x, x]), np.full(2, t, np.float32))
-        x = x + dt * ((1.0 + cfg_rate) * v[:1] - cfg_rate * v[1:])
+        feed = {"t": np.full(b, t, np.float32), "dt": np.full(b, dt, np.float32)}
+        if i == 1:
+            feed["x"] = x
+        out = run(feed, ("x_next",) if i == steps else ())
         t = t + dt
-        x[..., :prompt_frames] = 0
-    return x
+    return out["x_next"]
 
 
-__all__ = ["cfm_noise", "cfg_batch", "solve_euler", "Velocity"]
+__all__ = ["cfm_noise", "solve_euler"]

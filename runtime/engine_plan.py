@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 PLAN_SCHEMA = 2  # 2: the graph file decides the precision (TensorRT 10 strongly typed / 11)
 PLAN_FILE = "trt_plan.json"
 
@@ -32,6 +34,20 @@ def select_profile(profiles: list[Profile], sizes: dict) -> int:
         ranges = "; ".join(f"{p.name}: {p.dims}" for p in profiles)
         raise ValueError(f"no optimization profile covers {sizes} ({ranges})")
     return min(fits, key=lambda i: sum(hi - lo for lo, _, hi in profiles[i].dims.values()))
+
+
+def select_profile_shapes(profiles: list[dict[str, tuple]], shapes: dict[str, tuple]) -> int:
+    """The profile (per input name: (min, opt, max) shapes, as an engine reports them) that covers
+    every input shape in ``shapes``, the tightest of those (fewest elements between min and max)."""
+    def covers(p):
+        return all(all(lo <= n <= hi for lo, n, hi in zip(p[k][0], shape, p[k][2])) for k, shape in shapes.items()
+                   if k in p)
+
+    fits = [i for i, p in enumerate(profiles) if covers(p)]
+    if not fits:
+        raise ValueError(f"no optimization profile of the engine covers {shapes}")
+    volume = lambda p: sum(int(np.prod(hi)) - int(np.prod(lo)) for lo, _, hi in p.values())  # noqa: E731
+    return min(fits, key=lambda i: volume(profiles[i]))
 
 
 def load_plan(engine_dir: str | Path) -> dict:
@@ -73,4 +89,4 @@ def engine_compat_error(built: dict | None, trt_version: str, gpu_name: str, com
             + f". Rebuild it here: `{build_command(engine_dir, precision=built.get('precision', 'fp16'))}`")
 
 
-__all__ = ["Profile", "select_profile", "load_plan", "engine_compat_error", "PLAN_FILE", "PLAN_SCHEMA"]
+__all__ = ["Profile", "select_profile", "select_profile_shapes", "load_plan", "engine_compat_error", "PLAN_FILE", "PLAN_SCHEMA"]

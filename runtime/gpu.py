@@ -29,7 +29,7 @@ class GpuInfo:
     source: str  # "cuda-python" or "nvidia-smi"
 
 
-def _cudart():
+def cuda_runtime():
     """cuda-python's runtime module, or None when it is not installed."""
     try:
         from cuda.bindings import runtime as cudart  # noqa: PLC0415 - cuda-python >= 12.6
@@ -83,7 +83,7 @@ def _probe_smi(index: int) -> GpuInfo:
 
 def probe(index: int = 0) -> GpuInfo:
     """GPU ``index`` as this process can use it, or NoGpu saying why not."""
-    cudart = _cudart()
+    cudart = cuda_runtime()
     if cudart is not None:
         return _probe_cudart(cudart, index)
     return _probe_smi(index)
@@ -138,4 +138,5 @@ def gpu_summary() -> str | None:
     return f"{name} (compute capability {cc})"
 
 
-__all__ = ["GpuInfo", "NoGpu", "probe", "describe", "TensorRTUnavailable", "import_tensorrt", "gpu_info", "gpu_summary"]
+__all__ = ["GpuInfo", "NoGpu", "probe", "describe", "cuda_runtime", "TensorRTUnavailable", "import_tensorrt", "gpu_info",
+           "gpu_summary"]

@@ -178,12 +178,22 @@ def mixed_checkpoints(manifest: dict) -> str | None:
     return None
 
 
-def stage_files(entry: dict, backend: str) -> tuple[dict[str, str], dict[str, int]]:
+def stage_graph(entry: dict, precision: str) -> dict:
+    """The graph ONNX Runtime loads for a stage at ``precision``: the fp32 export, or the mixed-
+    precision graph the build made from it (``entry["graphs"][precision]``: ``onnx``, ``files``,
+    ``sizes``, ``precision`` — fp32 where the stage had to stay fp32, with the ``note`` why)."""
+    if precision == "fp32":
+        return {"onnx": entry["onnx"], "files": entry["files"], "sizes": entry.get("sizes") or {}, "precision": "fp32"}
+    return entry["graphs"][precision]
+
+
+def stage_files(entry: dict, backend: str, precision: str = "fp32") -> tuple[dict[str, str], dict[str, int]]:
     """The files a backend loads for one stage, with their recorded hashes and sizes."""
     if backend == "trt":
         return {entry["trt"]["engine"]: entry["trt"]["sha256"]}, {}
-    return dict(entry["files"]), dict(entry.get("sizes") or {})
+    g = stage_graph(entry, precision)
+    return dict(g["files"]), dict(g.get("sizes") or {})
 
 
 __all__ = ["SCHEMA_VERSION", "MANIFEST", "ManifestError", "IntegrityError", "load_manifest", "check_manifest",
-           "verify_files", "stage_files", "file_digest", "mixed_checkpoints"]
+           "verify_files", "stage_files", "stage_graph", "file_digest", "mixed_checkpoints"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .kvcache import HostKVCache
 from .runners import BackendError
 from .spec import StageSpec
 
@@ -31,8 +32,9 @@ def import_ort():
 
 
 class OrtRunner:
-    """Runs one stage graph. ``run`` binds inputs by name and returns outputs by name; an in-place
-    output of the spec (``kv_out`` → ``kv``) is written into the caller's bound input buffer."""
+    """Runs one stage graph: inputs bound by name (their dtypes are the graph's, read from the
+    session: fp32 graphs take float32, an fp16 graph's KV cache float16; a mismatch is an error,
+    never a silent cast), outputs returned by name as numpy arrays."""
 
     def __init__(self, path: str | Path, spec: StageSpec, providers: Sequence[str] | None = None,
                  threads: int | None = None):
@@ -56,62 +58,79 @@ class OrtRunner:
         expect = [t.name for t in spec.inputs]
         if names != expect:
             raise BackendError(f"stage {spec.name}: graph {path} inputs {names} do not match the spec {expect}")
+        io_values = list(self.session.get_inputs()) + list(self.session.get_outputs())
+        odd = sorted({v.type for v in io_values} - set(_NP))
+        if odd:  # bfloat16: ONNX Runtime's CPU provider has no bf16 kernels, and numpy no bf16 type
+            raise BackendError(f"stage {spec.name}: {path} has {', '.join(odd)} inputs or outputs, which ONNX Runtime "
+                               "cannot feed from numpy; run that precision with TensorRT")
+        self.dtypes = {v.name: _NP[v.type] for v in io_values}
         self._ort = ort
         self.io = self.session.io_binding()
         self.path = Path(path)
+        self._const: dict[str, np.ndarray] = {}
+        self._kept: dict[str, np.ndarray] = {}
+        self._cache_value = None  # (cache object, its version, the OrtValue over its array)
 
-    def run(self, feed: Mapping[str, np.ndarray], bound: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
-        """``feed``: numpy inputs by name (dtype checked, never cast silently). ``bound``: OrtValues
-        bound as an input *and* as the spec's in-place output of it (``kv`` and ``kv_out``)."""
-        io = self.io
+    def set_constants(self, feed: Mapping[str, np.ndarray]) -> None:
+        """Inputs that stay the same for the calls that follow (the CFM's prompt, style, condition)."""
+        self._const = {k: self._checked(k, v) for k, v in feed.items()}
+
+    def clear_constants(self) -> None:
+        self._const, self._kept = {}, {}
+
+    def _checked(self, name: str, x) -> np.ndarray:
+        x = np.ascontiguousarray(x)
+        if x.dtype != self.dtypes[name]:
+            raise BackendError(f"stage {self.spec.name}: input {name} is {x.dtype}, the graph takes {self.dtypes[name]}")
+        return x
+
+    def run(self, feed: Mapping[str, np.ndarray], *, cache=None, feedback: Mapping[str, str] | None = None,
+            fetch=None) -> dict[str, np.ndarray]:
+        """``feed``: numpy inputs by name; the constants set before and the outputs kept by the last
+        call's ``feedback`` (output → the input it feeds) fill in the rest. ``cache``: the spec's
+        KV cache (``HostKVCache``), read in place; the step's new entries are written into it at
+        each row's ``length`` position and not returned. ``fetch``: the outputs to return (all)."""
+        io, spec, c = self.io, self.spec, self.spec.cache
         io.clear_binding_inputs()
         io.clear_binding_outputs()
-        for t in self.spec.inputs:
-            if bound and t.name in bound:
-                io.bind_ortvalue_input(t.name, bound[t.name])
+        for t in spec.inputs:
+            if cache is not None and c is not None and t.name == c.input:
+                io.bind_ortvalue_input(t.name, self._cache_ortvalue(cache))
                 continue
-            if t.name not in feed:
-                raise BackendError(f"stage {self.spec.name}: input {t.name!r} missing")
-            x = feed[t.name]
-            if x.dtype != t.np_dtype():
-                raise BackendError(f"stage {self.spec.name}: input {t.name} is {x.dtype}, the graph takes {t.dtype}")
-            io.bind_cpu_input(t.name, np.ascontiguousarray(x))
-        aliased = set()
-        for t in self.spec.outputs:  # in spec order: get_outputs() returns them in binding order
-            src = self.spec.inplace.get(t.name)
-            if bound and src in bound:
-                io.bind_ortvalue_output(t.name, bound[src])
-                aliased.add(t.name)
+            x = feed.get(t.name)
+            if x is None:
+                x = self._kept.get(t.name, self._const.get(t.name))
+                if x is None:
+                    raise BackendError(f"stage {spec.name}: input {t.name!r} missing")
             else:
-                io.bind_output(t.name, "cpu")
+                x = self._checked(t.name, x)
+            io.bind_cpu_input(t.name, x)
+        for t in spec.outputs:  # in spec order: get_outputs() returns them in binding order
+            io.bind_output(t.name, "cpu")
         self.session.run_with_iobinding(io)
-        outs = io.get_outputs()
-        return {t.name: (None if t.name in aliased else o.numpy()) for t, o in zip(self.spec.outputs, outs)}
+        outs = {t.name: o.numpy() for t, o in zip(spec.outputs, io.get_outputs())}
+        if cache is not None and c is not None:
+            cache.write(outs.pop(c.new), feed[c.length])
+        self._kept = {dst: outs[src] for src, dst in (feedback or {}).items()}
+        return outs if fetch is None else {k: outs[k] for k in fetch}
 
-    def ortvalue(self, array: np.ndarray):
-        """Wrap a numpy array as an OrtValue sharing its memory (CPU), for in-place binding."""
-        return self._ort.OrtValue.ortvalue_from_numpy(array)
+    def _cache_ortvalue(self, cache):
+        if self._cache_value is None or self._cache_value[0] is not cache or self._cache_value[1] != cache.version:
+            self._cache_value = (cache, cache.version, self._ort.OrtValue.ortvalue_from_numpy(cache.array))
+        return self._cache_value[2]
 
-    def new_cache(self, host: np.ndarray) -> OrtKVCache:
-        """The spec's in-place input (the KV cache) as a buffer the graph updates in place."""
-        (name,) = self.spec.inplace.values()
-        return OrtKVCache(host, self.ortvalue(host), name)
+    def new_cache(self, rows: int, capacity: int) -> HostKVCache:
+        """An empty cache for ``rows`` rows in the graph's cache dtype."""
+        c = self.spec.cache
+        t = self.spec.input(c.input)
+        layers, _, _, heads, _, hd = t.shape
+        return HostKVCache(layers, rows, heads, capacity, hd, self.dtypes[c.input])
 
     def close(self) -> None:
         """Drop the session (ONNX Runtime frees its memory when the last reference goes)."""
         self.io = self.session = None
+        self._const, self._kept, self._cache_value = {}, {}, None
 
 
-class OrtKVCache:
-    """The decode cache as one host array that the graph updates in place (``kv_out`` aliases
-    ``kv``). ``bound`` is what ``OrtRunner.run`` takes."""
-
-    def __init__(self, array: np.ndarray, value, name: str):
-        self.array, self.bound = array, {name: value}
-
-    def reorder(self, rows: np.ndarray, src: np.ndarray) -> None:
-        """Beam row ``rows[i]`` becomes a copy of row ``src[i]``; only those rows are copied."""
-        self.array[:, :, rows] = self.array[:, :, src]
-
-    def close(self) -> None:
-        self.bound.clear()
+_NP = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16),
+       "tensor(int64)": np.dtype(np.int64), "tensor(int32)": np.dtype(np.int32), "tensor(bool)": np.dtype(np.bool_)}

@@ -31,7 +31,7 @@ from .results import Result, Segment
 from .runners import BackendError, StageRunner, choose_backend, open_runner
 from .streaming import ChunkPlan
 from .variant import VariantError, get_variant
-from .workdirs import rebuild_hint
+from .workdirs import build_command, rebuild_hint
 
 log = logging.getLogger(__name__)
 MAX_THREADS = 1024  # ONNX Runtime's intra-op threads; more than any machine's cores
@@ -47,8 +47,10 @@ class Pipeline:
     voice_stages: tuple[str, ...] = ()  # the stages whose outputs a saved voice stores
     sample_rate: int = 22050
 
-    def __init__(self, engine_dir: str | Path, *, backend: str = "ort", providers=None, threads: int | None = None):
-        check_open_options(backend, providers, threads)
+    def __init__(self, engine_dir: str | Path, *, backend: str = "ort", providers=None, threads: int | None = None,
+                 precision: str = "fp32"):
+        check_open_options(backend, providers, threads, precision)
+        self.precision = precision
         self.dir = Path(engine_dir)
         try:
             self.manifest = load_manifest(self.dir)
@@ -59,9 +61,11 @@ class Pipeline:
         self.cfg = self.variant.load_config(self.dir / "config.yaml")
         self.specs = self.variant.stage_specs(self.cfg)
         self._check_stages()
+        self._check_precision()
         self.providers, self.threads = providers, threads
         try:
-            self.backend, self.backend_reason = choose_backend(self.dir, self.manifest, list(self.specs), backend)
+            self.backend, self.backend_reason = choose_backend(self.dir, self.manifest, list(self.specs), backend,
+                                                               precision)
         except BackendError as e:
             raise EngineError(str(e)) from None
         try:
@@ -98,6 +102,22 @@ class Pipeline:
             raise IntegrityError(f"{self.dir} mixes two builds: {mixed}; rebuild every stage from one checkpoint "
                                  f"directory: {rebuild_hint(self.dir, self.manifest)}")
 
+    def _check_precision(self) -> None:
+        """Every stage has a gated graph at the requested precision (ONNX Runtime), or the engines
+        were built at it (TensorRT: checked when the backend is chosen)."""
+        if self.precision == "fp32":
+            return
+        missing = [s for s in self.specs if self.precision not in (self.manifest["stages"][s].get("graphs") or {})]
+        if missing:
+            raise EngineError(f"{self.dir} has no {self.precision} graph for {', '.join(missing)}: make them with "
+                              f"`{build_command(self.dir, self.manifest, precision=self.precision)}`")
+        ungated = [s for s in self.specs
+                   if not (self.manifest["stages"][s]["graphs"][self.precision].get("parity") or {}).get("passed")]
+        if ungated:
+            raise EngineError(f"the {self.precision} graphs of {', '.join(ungated)} in {self.dir} were not gated on "
+                              f"parity (ONNX Runtime's CPU provider cannot run {self.precision}); run them as "
+                              f"TensorRT engines, which the build gates on the GPU")
+
     # ------------------------------------------------------------------ runners
 
     def stage(self, name: str) -> StageRunner:
@@ -105,22 +125,25 @@ class Pipeline:
         manifest (sizes at every open, hashes once per process: ``manifest.verify_files``)."""
         if name not in self._runners:
             entry = self.manifest["stages"][name]
-            verify_files(self.dir, *stage_files(entry, self.backend))
+            verify_files(self.dir, *stage_files(entry, self.backend, self.precision))
             plan = self.plan["stages"][name] if self.plan else None
-            self._runners[name] = open_runner(self.backend, self.dir, entry, self.specs[name],
+            self._runners[name] = open_runner(self.backend, self.dir, entry, self.specs[name], precision=self.precision,
                                               plan_entry=plan, providers=self.providers, threads=self.threads)
         return self._runners[name]
 
-    def run(self, name: str, bound=None, **feed: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, name: str, *, cache=None, feedback=None, fetch=None, **feed: np.ndarray) -> dict[str, np.ndarray]:
         """Run stage ``name`` on ``feed`` after checking the request against its ranges (an error
-        names the stage, the dim and both numbers)."""
+        names the stage, the dim and both numbers); the keywords go to ``StageRunner.run``."""
         spec = self.specs[name]
         spec.check_sizes(spec.sizes_of(feed))
-        return self.stage(name).run(feed, bound)
+        return self.stage(name).run(feed, cache=cache, feedback=feedback, fetch=fetch)
 
     def stage_precision(self, name: str) -> str:
+        """The precision stage ``name`` actually runs in (an fp16 request may keep a stage fp32)."""
+        from .manifest import stage_graph
+
         entry = self.manifest["stages"][name]
-        return entry["trt"]["precision"] if self.backend == "trt" else entry.get("precision", "fp32")
+        return entry["trt"]["precision"] if self.backend == "trt" else stage_graph(entry, self.precision)["precision"]
 
     @property
     def providers_in_use(self) -> list[str]:
@@ -253,7 +276,7 @@ class Pipeline:
 
 def open_pipeline(engine_dir: str | Path, **kw) -> Pipeline:
     """The pipeline of the model variant that built ``engine_dir``."""
-    check_open_options(kw.get("backend", "ort"), kw.get("providers"), kw.get("threads"))
+    check_open_options(kw.get("backend", "ort"), kw.get("providers"), kw.get("threads"), kw.get("precision", "fp32"))
     try:
         variant = get_variant(load_manifest(engine_dir)["variant"])
     except (ManifestError, VariantError) as e:
@@ -261,10 +284,16 @@ def open_pipeline(engine_dir: str | Path, **kw) -> Pipeline:
     return variant.pipeline_class()(engine_dir, **kw)
 
 
-def check_open_options(backend, providers, threads) -> None:
-    """The rules of what opening a pipeline takes (the CLI's --backend, --ort-provider, --threads)."""
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def check_open_options(backend, providers, threads, precision="fp32") -> None:
+    """The rules of what opening a pipeline takes (the CLI's --backend, --ort-provider, --threads,
+    --precision)."""
     from .runners import BACKENDS
 
+    if precision not in PRECISIONS:
+        raise OptionError("precision", precision, f"use {', '.join(PRECISIONS)}")
     if backend not in BACKENDS:
         raise OptionError("backend", backend, f"use {', '.join(BACKENDS)}")
     if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):

@@ -1,10 +1,12 @@
 """Stage runners: the one interface every backend gives the pipeline, and which backend to use.
 
-A :class:`StageRunner` runs one stage's graph or engine: ``run(feed, bound)`` takes numpy inputs by
-name and returns outputs by name; ``new_cache(host)`` turns the spec's in-place input (the KV cache)
-into a buffer the stage updates in place; ``close()`` frees what the runner took (sessions, device
-memory, CUDA graphs). ONNX Runtime (``ort_backend``) and TensorRT (``trt_backend``) implement it;
-each backend's libraries are imported only when it is chosen.
+A :class:`StageRunner` runs one stage's graph or engine: ``run(feed, cache=, feedback=, fetch=)``
+takes numpy inputs by name and returns outputs by name; ``set_constants`` binds inputs that stay
+the same over the calls that follow (once, on the device for TensorRT); ``feedback`` keeps an
+output as the next call's input (the CFM's ``x``: on the device for TensorRT); ``new_cache`` makes
+the KV cache a decode stage reads (``kvcache.py``); ``close()`` frees what the runner took
+(sessions, device memory, CUDA graphs). ONNX Runtime (``ort_backend``) and TensorRT
+(``trt_backend``) implement it; each backend's libraries are imported only when it is chosen.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import UserError
+from .kvcache import KVCache
 from .spec import StageSpec
 
 BACKENDS = ("auto", "trt", "ort")
@@ -25,31 +28,28 @@ class BackendError(UserError, RuntimeError):
     """A backend cannot run here, or a graph does not fit its spec."""
 
 
-class InplaceCache(Protocol):
-    bound: Mapping[str, object]  # what ``StageRunner.run`` takes as ``bound``
-
-    def reorder(self, rows: np.ndarray, src: np.ndarray) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class StageRunner(Protocol):
     spec: StageSpec
     provider: str  # what executes it: an ONNX Runtime provider, or "TensorRT <version>"
+    dtypes: Mapping[str, np.dtype]  # every input and output's dtype, read from the graph / engine
 
-    def run(self, feed: Mapping[str, np.ndarray], bound: Mapping[str, object] | None = None
-            ) -> dict[str, np.ndarray | None]: ...
+    def run(self, feed: Mapping[str, np.ndarray], *, cache: KVCache | None = None,
+            feedback: Mapping[str, str] | None = None, fetch: Sequence[str] | None = None) -> dict[str, np.ndarray]: ...
 
-    def new_cache(self, host: np.ndarray) -> InplaceCache: ...
+    def set_constants(self, feed: Mapping[str, np.ndarray]) -> None: ...
+
+    def clear_constants(self) -> None: ...
+
+    def new_cache(self, rows: int, capacity: int) -> KVCache: ...
 
     def close(self) -> None: ...
 
 
-def choose_backend(engine_dir: str | Path, manifest: dict, stages: Sequence[str], requested: str = "auto"
-                   ) -> tuple[str, str]:
-    """('trt' | 'ort', why). ``auto`` takes TensorRT when every stage has an engine that this
-    machine's TensorRT and GPU can run, else ONNX Runtime; ``trt`` insists (BackendError saying why
-    not and how to rebuild)."""
+def choose_backend(engine_dir: str | Path, manifest: dict, stages: Sequence[str], requested: str = "auto",
+                   precision: str = "fp32") -> tuple[str, str]:
+    """('trt' | 'ort', why). ``auto`` takes TensorRT when every stage has an engine of the asked
+    ``precision`` that this machine's TensorRT and GPU can run, else ONNX Runtime; ``trt`` insists
+    (BackendError saying why not and how to rebuild)."""
     if requested not in BACKENDS:
         raise BackendError(f"unknown backend {requested!r}: use {', '.join(BACKENDS)}")
     if requested == "ort":
@@ -61,8 +61,14 @@ def choose_backend(engine_dir: str | Path, manifest: dict, stages: Sequence[str]
             f"no TensorRT engine for {', '.join(missing)}"
         from .workdirs import build_command
 
+        want = precision if precision != "fp32" else "fp16"
         problem = (f"{which} in {engine_dir}: build them on a machine with TensorRT and an NVIDIA GPU with "
-                   f"`{build_command(engine_dir, manifest, precision='fp16')}`")
+                   f"`{build_command(engine_dir, manifest, precision=want)}`")
+    elif _plan_precision(engine_dir) != precision:
+        from .workdirs import build_command
+
+        problem = (f"the TensorRT engines in {engine_dir} are {_plan_precision(engine_dir)}, not {precision}: build "
+                   f"{precision} ones with `{build_command(engine_dir, manifest, precision=precision)}`")
     else:
         from .engine_plan import engine_compat_error
         from .gpu import TensorRTUnavailable, gpu_info, import_tensorrt
@@ -82,16 +88,28 @@ def choose_backend(engine_dir: str | Path, manifest: dict, stages: Sequence[str]
     return "ort", problem
 
 
-def open_runner(backend: str, engine_dir: Path, entry: dict, spec: StageSpec, *, plan_entry: dict | None = None,
-                providers: Sequence[str] | None = None, threads: int | None = None) -> StageRunner:
-    """The runner of one stage, from its manifest entry."""
+def _plan_precision(engine_dir) -> str | None:
+    from .engine_plan import load_plan
+
+    try:
+        return load_plan(engine_dir).get("precision")
+    except (OSError, ValueError):
+        return None
+
+
+def open_runner(backend: str, engine_dir: Path, entry: dict, spec: StageSpec, *, precision: str = "fp32",
+                plan_entry: dict | None = None, providers: Sequence[str] | None = None,
+                threads: int | None = None) -> StageRunner:
+    """The runner of one stage, from its manifest entry: its TensorRT engine, or its ``precision``
+    ONNX graph for ONNX Runtime."""
     if backend == "trt":
         from .trt_backend import TrtRunner
 
         return TrtRunner(engine_dir / entry["trt"]["engine"], spec, plan_entry)
+    from .manifest import stage_graph
     from .ort_backend import OrtRunner
 
-    return OrtRunner(engine_dir / entry["onnx"], spec, providers, threads)
+    return OrtRunner(engine_dir / stage_graph(entry, precision)["onnx"], spec, providers, threads)
 
 
-__all__ = ["BACKENDS", "BackendError", "StageRunner", "InplaceCache", "choose_backend", "open_runner"]
+__all__ = ["BACKENDS", "BackendError", "StageRunner", "choose_backend", "open_runner"]

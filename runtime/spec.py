@@ -45,6 +45,15 @@ class TensorSpec:
     # integer inputs: values are drawn in [low, high) for random parity inputs (e.g. code ids)
     low: int = 0
     high: int = 0
+    # a float tensor carried in the graph's own precision (the KV cache: half the bytes per decode
+    # step in fp16); every other float input and output stays float32 at the graph's boundary
+    reduced: bool = False
+
+    def dtype_at(self, precision: str) -> str:
+        """The tensor's dtype in the ``precision`` ('fp32' | 'fp16' | 'bf16') graph."""
+        if not self.reduced or self.dtype != "float32" or precision == "fp32":
+            return self.dtype
+        return {"fp16": "float16", "bf16": "bfloat16"}[precision]
 
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
@@ -64,6 +73,18 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class CacheSpec:
+    """A stage that reads a cache the runtime owns and returns only the entries the call adds:
+    ``input`` is the cache (read, never written by the graph), ``new`` the added entries (size 1
+    on ``axis``), ``length`` each row's count of valid entries, where its new entry goes."""
+
+    input: str
+    new: str
+    length: str
+    axis: int
+
+
+@dataclass(frozen=True)
 class StageSpec:
     name: str
     description: str
@@ -75,9 +96,8 @@ class StageSpec:
     # output dims that are functions of input dims (e.g. T' = (T - 1) // 2) are listed as their
     # own Dim so buffers can be sized; `derived` says how to compute them from the inputs'
     derived: Mapping[str, str] = field(default_factory=dict)
-    # outputs that are an updated copy of an input of the same shape (output -> input, e.g. the KV
-    # cache ``kv_out`` -> ``kv``): a backend that can alias them updates the input in place
-    inplace: Mapping[str, str] = field(default_factory=dict)
+    # the cache relation of a decode step (see CacheSpec), or None
+    cache: CacheSpec | None = None
 
     def __post_init__(self) -> None:
         names = [d.name for d in self.dims]
@@ -94,10 +114,13 @@ class StageSpec:
         for out in self.tolerances:
             if out not in {t.name for t in self.outputs}:
                 raise ValueError(f"stage {self.name}: tolerance for unknown output {out!r}")
-        for out, inp in self.inplace.items():
-            o, i = self.output(out), self.input(inp)
-            if (o.dtype, o.shape) != (i.dtype, i.shape):
-                raise ValueError(f"stage {self.name}: in-place output {out} must have the dtype and shape of {inp}")
+        if self.cache is not None:
+            c, (i, n, ln) = self.cache, (self.input(self.cache.input), self.output(self.cache.new),
+                                         self.input(self.cache.length))
+            want = tuple(1 if a == c.axis else d for a, d in enumerate(i.shape))
+            if n.dtype != i.dtype or n.shape != want or n.reduced != i.reduced or ln.dtype != "int64":
+                raise ValueError(f"stage {self.name}: cache output {n.name} must be {i.name}'s dtype and shape with 1 "
+                                 f"on axis {c.axis}, and {ln.name} int64")
 
     # ------------------------------------------------------------------ derived views
 
@@ -164,12 +187,12 @@ class StageSpec:
 
     def graph_json(self) -> dict:
         """What shapes the traced graph: tensor names, dtypes and shapes, every dim's min and max,
-        the derived dims and the aliasing. Not the description, tolerances or ``opt`` sizes (they
+        the derived dims and the cache relation. Not the description, tolerances or ``opt`` sizes (they
         only check or tune a graph), nor a precision (graphs are traced in fp32)."""
-        tensors = lambda ts: [[t.name, t.dtype, list(t.shape)] for t in ts]  # noqa: E731
+        tensors = lambda ts: [[t.name, t.dtype, list(t.shape), t.reduced] for t in ts]  # noqa: E731
         return {"name": self.name, "inputs": tensors(self.inputs), "outputs": tensors(self.outputs),
                 "dims": {d.name: [d.min, d.max] for d in self.dims}, "derived": dict(self.derived),
-                "inplace": dict(self.inplace)}
+                "cache": asdict(self.cache) if self.cache else None}
 
     def graph_key(self) -> str:
         """Changes exactly when the graph a spec traces changes shape (see :meth:`graph_json`)."""

@@ -1,198 +1,300 @@
-"""TensorRT backend: the same runner interface as ``OrtStage`` over a serialized engine.
+"""TensorRT backend: the ``StageRunner`` interface over a serialized engine.
 
-THIN ON PURPOSE, AND NEVER RUN HERE: TensorRT cannot be installed on this project's development
-and CI machines, so every line below that touches ``tensorrt`` or ``cuda`` is untested against a
-real engine (the plan it follows, the buffer plan and the profile choice are tested on CPU).
+NEVER RUN AGAINST A REAL TENSORRT HERE: TensorRT cannot be installed on this project's machines.
+The control flow below is exercised by host-logic tests with stand-in ``tensorrt`` and CUDA
+modules (``tests/test_trt_host_logic.py``), which check what is bound, copied, captured and freed —
+no evidence that TensorRT itself accepts any of it.
 
-- named tensor binding, device buffers that grow to the request's size and are reused (the
-  decode step's shapes are constant within a segment, so it never allocates per step);
-- the optimization profile is chosen per request (``select_profile``: the tightest covering one);
-- the KV cache lives on the device in two buffers, ping-ponged between ``kv`` and ``kv_out``
-  (TensorRT does not allow an input and an output to alias); beam reordering copies only the
-  changed beam rows, device to device, one 2-D copy per row;
-- the decode step is captured in a CUDA graph per (shapes, cache buffer) and replayed; only the
-  small token/position inputs are copied in and the (beams, V) logits copied out per step;
-- one CUDA stream per stage runner (a pipeline per request).
+What the runner does, and why:
+- everything about the engine is read from the engine: tensor names, I/O modes, dtypes, and each
+  optimization profile's (min, opt, max) shapes; a request picks the tightest covering profile;
+- every output buffer (and every input the host feeds) is allocated once, at the largest shape any
+  profile allows, so no request allocates; every TensorRT and CUDA result is checked;
+- ``set_constants`` copies inputs that stay fixed (the CFM's prompt, style, condition) to the device
+  once; ``feedback={"x_next": "x"}`` swaps the two device buffers so the CFM's ``x`` never leaves
+  the device until the last step's ``fetch``;
+- the decode step reads the cache in place (``TrtKVCache``, one device buffer, no ping-pong) and
+  its small ``kv_new`` output is copied into the cache at each row's position: one 2-D copy when the
+  rows share a position (one request), one 3-D copy per run of rows otherwise;
+- the decode step is captured in a CUDA graph per (profile, shapes, addresses) after a warm-up
+  enqueue; a failed capture logs once and falls back to plain enqueues;
+- ``close()`` frees the buffers, caches, graphs, the context and the stream.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from .engine_plan import Profile, select_profile
+from .cuda_device import CudaError, Device
+from .engine_plan import select_profile_shapes
 from .gpu import import_tensorrt
+from .runners import BackendError
 from .spec import StageSpec
 
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        from cuda import cudart  # older cuda-python
-    return cudart
-
-
-def _ok(res):
-    err, *rest = res if isinstance(res, tuple) else (res,)
-    if int(err) != 0:
-        raise RuntimeError(f"CUDA error {err}")
-    return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
-
-
-class DeviceBuffer:
-    def __init__(self, cudart, nbytes: int = 0):
-        self.cudart, self.ptr, self.nbytes = cudart, 0, 0
-        self.ensure(nbytes)
-
-    def ensure(self, nbytes: int) -> int:
-        if nbytes > self.nbytes:
-            if self.ptr:
-                _ok(self.cudart.cudaFree(self.ptr))
-            self.ptr = int(_ok(self.cudart.cudaMalloc(nbytes)))
-            self.nbytes = nbytes
-        return self.ptr
-
-    def free(self):
-        if self.ptr:
-            self.cudart.cudaFree(self.ptr)
-            self.ptr, self.nbytes = 0, 0
-
-
-class TrtKVCache:
-    """Two device copies of the cache; ``cur`` is what the next step reads."""
-
-    def __init__(self, stage: TrtRunner, host: np.ndarray):
-        c = stage.cudart
-        self.stage, self.shape, self.dtype = stage, host.shape, host.dtype
-        self.bufs = [DeviceBuffer(c, host.nbytes), DeviceBuffer(c, host.nbytes)]
-        self.cur = 0
-        _ok(c.cudaMemcpyAsync(self.bufs[0].ptr, host.ctypes.data, host.nbytes,
-                              c.cudaMemcpyKind.cudaMemcpyHostToDevice, stage.stream))
-        _ok(c.cudaStreamSynchronize(stage.stream))
-        self.bound = {"kv": self}
-
-    def reorder(self, rows: np.ndarray, src: np.ndarray) -> None:
-        """Beam row ``rows[i]`` becomes a copy of row ``src[i]``. The source rows are first
-        snapshotted into the spare buffer (a reorder may read a row it also overwrites); the spare
-        is scratch until the next step writes all of it as ``kv_out``."""
-        c, (layers, two, beams) = self.stage.cudart, self.shape[:3]
-        row = int(np.prod(self.shape[3:])) * self.dtype.itemsize  # one beam's block in one (layer, k/v)
-        pitch = beams * row
-        a, b = self.bufs[self.cur].ptr, self.bufs[1 - self.cur].ptr
-        # snapshot the source rows into the spare buffer first: a reorder may read a row it also writes
-        for s in sorted(set(int(x) for x in src)):
-            _ok(c.cudaMemcpy2DAsync(b + s * row, pitch, a + s * row, pitch, row, layers * two,
-                                    c.cudaMemcpyKind.cudaMemcpyDeviceToDevice, self.stage.stream))
-        for r, s in zip(rows, src):
-            _ok(c.cudaMemcpy2DAsync(a + int(r) * row, pitch, b + int(s) * row, pitch, row, layers * two,
-                                    c.cudaMemcpyKind.cudaMemcpyDeviceToDevice, self.stage.stream))
-
-    def free(self):
-        for b in self.bufs:
-            b.free()
+log = logging.getLogger(__name__)
 
 
 class TrtRunner:
-    def __init__(self, engine_path: str | Path, spec: StageSpec, plan_entry: dict, use_cuda_graph: bool = True):
+    def __init__(self, engine_path: str | Path, spec: StageSpec, plan_entry: dict | None = None,
+                 use_cuda_graph: bool = True, device: Device | None = None):
         trt = import_tensorrt()
-        self.trt, self.cudart, self.spec = trt, _cudart(), spec
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise RuntimeError(f"stage {spec.name}: TensorRT could not deserialize {engine_path}")
-        self.ctx = self.engine.create_execution_context()
-        self.stream = _ok(self.cudart.cudaStreamCreate())
-        self.profiles = [Profile(**p) for p in plan_entry["profiles"]]
-        self.profile = -1
-        self.buffers = {t.name: DeviceBuffer(self.cudart) for t in spec.inputs + spec.outputs}
+        self.trt, self.spec = trt, spec
+        self._own_device = device is None
+        self.dev = device or Device()
         self.provider = f"TensorRT {trt.__version__}"
-        self.use_cuda_graph = use_cuda_graph and bool(spec.inplace)
-        self._graphs: dict[tuple, object] = {}
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        blob = Path(engine_path).read_bytes()
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(blob)
+        if self.engine is None:
+            raise BackendError(f"stage {spec.name}: TensorRT could not deserialize {engine_path}")
+        self.ctx = self.engine.create_execution_context()
+        if self.ctx is None:
+            raise BackendError(f"stage {spec.name}: TensorRT could not create an execution context for {engine_path}")
+        self.stream = self.dev.stream()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        want = [t.name for t in spec.inputs + spec.outputs]
+        if sorted(names) != sorted(want):
+            raise BackendError(f"stage {spec.name}: engine tensors {names} do not match the spec {want}")
+        self.inputs = [t.name for t in spec.inputs]
+        self.outputs = [t.name for t in spec.outputs]
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.profiles = [{n: tuple(tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(n, p))
+                          for n in self.inputs} for p in range(self.engine.num_optimization_profiles)]
+        self.profile = -1
+        self.cache_spec = spec.cache
+        own = [n for n in names if not (self.cache_spec and n == self.cache_spec.input)]
+        self.capacity = {n: self._max_bytes(n) for n in own}
+        self.buffers = {n: self.dev.malloc(self.capacity[n], stream=self.stream) for n in own}
+        self._const: set[str] = set()  # inputs whose device buffer holds a constant
+        self._kept: set[str] = set()  # inputs whose device buffer holds the last call's fed-back output
+        self._shapes: dict[str, tuple] = {}  # the last shape set for each input
+        self.use_cuda_graph = use_cuda_graph and self.cache_spec is not None  # the launch-bound stage
+        self._graphs: dict[tuple, int] = {}
 
-    def new_cache(self, host: np.ndarray) -> TrtKVCache:
-        return TrtKVCache(self, host)
+    def _max_bytes(self, name: str) -> int:
+        """The largest this tensor gets over every profile (outputs: the spec's shape at the
+        profile's max input sizes)."""
+        spec = self.spec
+        sizes: dict[str, int] = {}
+        for p in self.profiles:
+            for t in spec.inputs:
+                for d, n in zip(t.shape, p[t.name][2]):
+                    if isinstance(d, str):
+                        sizes[d] = max(sizes.get(d, 0), int(n))
+        sizes = spec.resolve({k: v for k, v in sizes.items() if k not in spec.derived})
+        t = next(t for t in spec.inputs + spec.outputs if t.name == name)
+        return int(np.prod(spec.shape(t, sizes), dtype=np.int64)) * self.dtypes[name].itemsize
 
-    def _sizes(self, feed: Mapping[str, np.ndarray], bound) -> dict[str, int]:
-        sizes = {}
-        for t in self.spec.inputs:
-            arr = bound[t.name] if bound and t.name in bound else feed[t.name]
-            for d, n in zip(t.shape, arr.shape):
-                if isinstance(d, str):
-                    sizes[d] = int(n)
-        return sizes
+    # ------------------------------------------------------------------ constants, caches
 
-    def run(self, feed: Mapping[str, np.ndarray], bound: Mapping[str, object] | None = None) -> dict:
-        c, ctx, s = self.cudart, self.ctx, self.stream
-        sizes = self._sizes(feed, bound)
-        p = select_profile(self.profiles, sizes)
+    def set_constants(self, feed: Mapping[str, np.ndarray]) -> None:
+        """Copy inputs that stay the same for the calls that follow to the device, once."""
+        for name, x in feed.items():
+            self._put(name, x)
+        self._const = set(feed)
+        self.dev.sync(self.stream)
+
+    def clear_constants(self) -> None:
+        self._const, self._kept = set(), set()
+
+    def new_cache(self, rows: int, capacity: int) -> TrtKVCache:
+        c = self.cache_spec
+        layers, _, _, heads, _, hd = self.spec.input(c.input).shape
+        return TrtKVCache(self.dev, self.stream, layers, rows, heads, capacity, hd, self.dtypes[c.input])
+
+    # ------------------------------------------------------------------ running
+
+    def _put(self, name: str, x: np.ndarray) -> None:
+        x = np.ascontiguousarray(x)
+        if x.dtype != self.dtypes[name]:
+            raise BackendError(f"stage {self.spec.name}: input {name} is {x.dtype}, the engine takes {self.dtypes[name]}")
+        if x.nbytes > self.capacity[name]:
+            raise BackendError(f"stage {self.spec.name}: input {name} of {x.shape} exceeds the engine's profiles")
+        self.dev.h2d(self.buffers[name], x, self.stream)
+        self._shapes[name] = tuple(x.shape)
+
+    def run(self, feed: Mapping[str, np.ndarray], *, cache: TrtKVCache | None = None,
+            feedback: Mapping[str, str] | None = None, fetch=None) -> dict[str, np.ndarray]:
+        ctx, c = self.ctx, self.cache_spec
+        shapes = dict(self._shapes)
+        for name in self.inputs:
+            if cache is not None and c is not None and name == c.input:
+                shapes[name] = cache.shape
+            elif name in feed:
+                shapes[name] = tuple(np.shape(feed[name]))
+            elif name not in self._const and name not in self._kept:
+                raise BackendError(f"stage {self.spec.name}: input {name!r} missing")
+        try:
+            p = select_profile_shapes(self.profiles, {n: shapes[n] for n in self.inputs})
+        except ValueError as e:
+            raise BackendError(f"stage {self.spec.name}: {e}") from None
+        uses_cache = cache is not None and c is not None
+        for name in self.inputs:
+            if uses_cache and name == c.input:
+                self._shapes[name] = cache.shape
+            elif name in feed:
+                self._put(name, feed[name])
         if p != self.profile:
-            ctx.set_optimization_profile_async(p, s)
+            if not ctx.set_optimization_profile_async(p, self.stream):
+                raise BackendError(f"stage {self.spec.name}: TensorRT refused optimization profile {p}")
             self.profile = p
-        cache = (bound or {}).get("kv")
-        for t in self.spec.inputs:
-            if cache is not None and t.name == "kv":
-                ctx.set_input_shape(t.name, cache.shape)
-                ctx.set_tensor_address(t.name, cache.bufs[cache.cur].ptr)
-                continue
-            x = np.ascontiguousarray(feed[t.name])
-            if x.dtype != t.np_dtype():
-                raise RuntimeError(f"stage {self.spec.name}: input {t.name} is {x.dtype}, the engine takes {t.dtype}")
-            ptr = self.buffers[t.name].ensure(max(x.nbytes, 1))
-            _ok(c.cudaMemcpyAsync(ptr, x.ctypes.data, x.nbytes, c.cudaMemcpyKind.cudaMemcpyHostToDevice, s))
-            ctx.set_input_shape(t.name, x.shape)
-            ctx.set_tensor_address(t.name, ptr)
-        shapes, outs = {}, {}
-        for t in self.spec.outputs:
-            if cache is not None and t.name == "kv_out":
-                ctx.set_tensor_address(t.name, cache.bufs[1 - cache.cur].ptr)
-                continue
-            shape = tuple(ctx.get_tensor_shape(t.name))
-            shapes[t.name] = shape
-            nbytes = int(np.prod(shape, dtype=np.int64)) * t.np_dtype().itemsize
-            ctx.set_tensor_address(t.name, self.buffers[t.name].ensure(max(nbytes, 1)))
-        self._execute(sizes, cache)
-        for t in self.spec.outputs:
-            if t.name in shapes:
-                out = np.empty(shapes[t.name], t.np_dtype())
-                _ok(c.cudaMemcpyAsync(out.ctypes.data, self.buffers[t.name].ptr, out.nbytes,
-                                      c.cudaMemcpyKind.cudaMemcpyDeviceToHost, s))
-                outs[t.name] = out
-            else:
-                outs[t.name] = None
-        _ok(c.cudaStreamSynchronize(s))
-        if cache is not None:
-            cache.cur = 1 - cache.cur  # the step wrote the other buffer: it is the cache now
+        for name in self.inputs:
+            if not ctx.set_input_shape(name, self._shapes[name]):
+                raise BackendError(f"stage {self.spec.name}: TensorRT refused shape {self._shapes[name]} for {name}")
+            addr = cache.ptr if uses_cache and name == c.input else self.buffers[name]
+            if not ctx.set_tensor_address(name, addr):
+                raise BackendError(f"stage {self.spec.name}: TensorRT refused the address of {name}")
+        out_shapes = {}
+        for name in self.outputs:
+            out_shapes[name] = tuple(int(d) for d in ctx.get_tensor_shape(name))
+            if not ctx.set_tensor_address(name, self.buffers[name]):
+                raise BackendError(f"stage {self.spec.name}: TensorRT refused the address of {name}")
+        self._execute(cache)
+        if uses_cache:
+            cache.write_device(self.buffers[c.new], np.asarray(feed[c.length]))
+        want = [n for n in self.outputs if (fetch is None or n in fetch) and not (c is not None and n == c.new)]
+        outs = {n: np.empty(out_shapes[n], self.dtypes[n]) for n in want}
+        for n in want:
+            self.dev.d2h(outs[n], self.buffers[n], self.stream)
+        self.dev.sync(self.stream)
+        self._kept = set()
+        for src, dst in (feedback or {}).items():  # the output's buffer becomes the input's: no copy
+            self.buffers[src], self.buffers[dst] = self.buffers[dst], self.buffers[src]
+            self.capacity[src], self.capacity[dst] = self.capacity[dst], self.capacity[src]
+            self._shapes[dst] = out_shapes[src]
+            self._kept.add(dst)
         return outs
 
-    def _execute(self, sizes: dict, cache) -> None:
-        c, s = self.cudart, self.stream
+    def _execute(self, cache) -> None:
         if not self.use_cuda_graph or cache is None:
-            if not self.ctx.execute_async_v3(s):
-                raise RuntimeError(f"stage {self.spec.name}: TensorRT execution failed")
+            if not self.ctx.execute_async_v3(self.stream):
+                raise BackendError(f"stage {self.spec.name}: TensorRT execution failed")
             return
-        key = (tuple(sorted(sizes.items())), self.profile, cache.bufs[cache.cur].ptr,
-               tuple(b.ptr for b in self.buffers.values()))  # a graph replays fixed addresses
-        graph = self._graphs.get(key)
-        if graph is None:
-            # TensorRT must run once with these shapes before a capture (it may allocate lazily)
-            if not self.ctx.execute_async_v3(s):
-                raise RuntimeError(f"stage {self.spec.name}: TensorRT execution failed")
-            _ok(c.cudaStreamSynchronize(s))
-            _ok(c.cudaStreamBeginCapture(s, c.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
-            self.ctx.execute_async_v3(s)
-            g = _ok(c.cudaStreamEndCapture(s))
-            self._graphs[key] = _ok(c.cudaGraphInstantiate(g, 0))
-            return  # this call's work ran in the warm-up execution above
-        _ok(c.cudaGraphLaunch(graph, s))
-
+        key = (self.profile, tuple(sorted(self._shapes.items())), cache.ptr,
+               tuple(sorted(self.buffers.items())))  # a graph replays fixed shapes and addresses
+        exe = self._graphs.get(key)
+        if exe is None:
+            # TensorRT must have run once with these shapes before a capture (it may allocate lazily)
+            if not self.ctx.execute_async_v3(self.stream):
+                raise BackendError(f"stage {self.spec.name}: TensorRT execution failed")
+            try:
+                self._graphs[key] = self.dev.capture(self.stream, lambda: self.ctx.execute_async_v3(self.stream))
+            except CudaError as e:
+                log.warning("stage %s: CUDA graph capture failed (%s); running without graphs", self.spec.name, e)
+                self.use_cuda_graph = False
+            return  # this call's work ran in the warm-up enqueue
+        self.dev.launch(exe, self.stream)
 
     def close(self) -> None:
-        for b in self.buffers.values():
-            b.free()
+        for exe in self._graphs.values():
+            self.dev.drop_graph(exe)
+        self._graphs.clear()
+        for ptr in self.buffers.values():
+            self.dev.free(ptr)
         self.buffers.clear()
+        self.ctx = self.engine = None
+        if self._own_device:  # its stream, and anything a cache left behind
+            self.dev.close()
 
 
-__all__ = ["TrtRunner", "TrtKVCache", "DeviceBuffer"]
+class TrtKVCache:
+    """The decode cache in one device buffer, (layers, 2, rows, heads, capacity, head_dim); the same
+    operations as ``kvcache.HostKVCache``, done with device copies on the runner's stream."""
+
+    def __init__(self, dev: Device, stream, layers: int, rows: int, heads: int, capacity: int, head_dim: int,
+                 dtype):
+        self.dev, self.stream = dev, stream
+        self.layers, self.rows, self.heads, self.hd, self.dtype = layers, rows, heads, head_dim, np.dtype(dtype)
+        self.capacity = capacity
+        self.ptr = dev.malloc(self.nbytes(capacity), stream=stream)
+        self._scratch, self._scratch_bytes = 0, 0
+
+    @property
+    def shape(self) -> tuple:
+        return (self.layers, 2, self.rows, self.heads, self.capacity, self.hd)
+
+    def nbytes(self, capacity: int) -> int:
+        return self.layers * 2 * self.rows * self.heads * capacity * self.hd * self.dtype.itemsize
+
+    @property
+    def _row_bytes(self) -> int:  # one position of one (layer, k/v, row, head)
+        return self.hd * self.dtype.itemsize
+
+    def load_prefix(self, kv0: np.ndarray) -> None:
+        """(L, 2, 1, H, S, hd) host → positions [0, S) of every row."""
+        kv0 = np.ascontiguousarray(kv0.astype(self.dtype, copy=False))
+        s, item = kv0.shape[4], self.dtype.itemsize
+        staging = self.dev.malloc(kv0.nbytes, zero=False, stream=self.stream)
+        try:
+            self.dev.h2d(staging, kv0, self.stream)
+            for b in range(self.rows):  # every (layer, k/v, head) row of the prefix, into row b
+                for ls in range(self.layers * 2):
+                    self.dev.copy2d(self._at(ls, b, 0, 0), self.capacity * self._row_bytes,
+                                    staging + ls * self.heads * s * self.hd * item, s * self.hd * item,
+                                    s * self.hd * item, self.heads, self.stream)
+            self.dev.sync(self.stream)
+        finally:
+            self.dev.free(staging)
+
+    def _at(self, ls: int, row: int, head: int, pos: int) -> int:
+        return self.ptr + (((ls * self.rows + row) * self.heads + head) * self.capacity + pos) * self._row_bytes
+
+    def write_device(self, new_ptr: int, positions: np.ndarray) -> None:
+        """``kv_new`` (L, 2, rows, H, 1, hd) on the device → each row's position."""
+        positions = np.asarray(positions).reshape(-1)
+        if np.any(positions >= self.capacity) or np.any(positions < 0):
+            raise BackendError(f"decode cache: a position in {positions.tolist()} is outside its {self.capacity}")
+        rb = self._row_bytes
+        if np.all(positions == positions[0]):  # one request: every (layer, k/v, row, head) row, one 2-D copy
+            self.dev.copy2d(self.ptr + int(positions[0]) * rb, self.capacity * rb, new_ptr, rb, rb,
+                            self.layers * 2 * self.rows * self.heads, self.stream)
+            return
+        b = 0
+        while b < self.rows:  # runs of rows sharing a position (a request's beams): one 3-D copy each
+            e = b + 1
+            while e < self.rows and positions[e] == positions[b]:
+                e += 1
+            self.dev.copy3d(self._at(0, b, 0, int(positions[b])), self.capacity * rb, self.rows * self.heads,
+                            new_ptr + b * self.heads * rb, rb, self.rows * self.heads, rb, (e - b) * self.heads,
+                            self.layers * 2, self.stream)
+            b = e
+
+    def reorder(self, rows: np.ndarray, src: np.ndarray) -> None:
+        """Row ``rows[i]`` becomes a copy of row ``src[i]``: the sources are snapshot first (a
+        reorder may read a row it also overwrites), then written; one 2-D copy per row each way."""
+        block = self.heads * self.capacity * self._row_bytes  # one row of one (layer, k/v)
+        pitch = self.rows * block
+        need = len(rows) * block * self.layers * 2
+        if need > self._scratch_bytes:
+            self.dev.free(self._scratch)
+            self._scratch, self._scratch_bytes = self.dev.malloc(need, zero=False, stream=self.stream), need
+        n = len(rows)
+        for i, s in enumerate(src):
+            self.dev.copy2d(self._scratch + i * block, n * block, self._at(0, int(s), 0, 0), pitch, block,
+                            self.layers * 2, self.stream)
+        for i, r in enumerate(rows):
+            self.dev.copy2d(self._at(0, int(r), 0, 0), pitch, self._scratch + i * block, n * block, block,
+                            self.layers * 2, self.stream)
+
+    def grow(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        rb = self._row_bytes
+        new = self.dev.malloc(self.nbytes(capacity), stream=self.stream)
+        self.dev.copy2d(new, capacity * rb, self.ptr, self.capacity * rb, self.capacity * rb,
+                        self.layers * 2 * self.rows * self.heads, self.stream)
+        self.dev.sync(self.stream)
+        self.dev.free(self.ptr)
+        self.ptr, self.capacity = new, capacity
+
+    def close(self) -> None:
+        self.dev.free(self.ptr)
+        self.dev.free(self._scratch)
+        self.ptr = self._scratch = self._scratch_bytes = 0
+
+
+__all__ = ["TrtRunner", "TrtKVCache"]

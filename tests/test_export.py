@@ -133,6 +133,8 @@ def test_bad_requests(tiny_ckpt, tmp_path, monkeypatch):
 
 
 def test_decode_adapter_equals_reference_cached_step(tiny_ckpt, tiny_cfg):
+    """One decode step over rows of different cache lengths (as batched requests have) equals the
+    reference's own cached step for each row alone; the step returns only the new entries."""
     models = ReferenceModels(tiny_ckpt)
     gpt = models.get("gpt")
     dec, pre = models.adapter("gpt_decode"), models.adapter("gpt_prefill")
@@ -143,18 +145,25 @@ def test_decode_adapter_equals_reference_cached_step(tiny_ckpt, tiny_cfg):
         # (the graph is exported at batch 1; the adapter itself is batch-agnostic)
         s = kv.shape[4]
         cap = s + 5
-        buf = torch.zeros(*kv.shape[:4], cap, kv.shape[5])
+        buf = torch.randn(*kv.shape[:4], cap, kv.shape[5])  # garbage beyond each row's length
         buf[..., :s, :] = kv
+        lens = torch.tensor([s, s - 2])  # row 1 has 2 fewer valid positions
         tok, pos = torch.tensor([[5], [11]]), torch.tensor([[2], [2]])
-        out_logits, buf2 = dec(tok, pos, torch.tensor([s]), buf)
-        # reference: the same prefix through run_gpt with its own concatenating cache
+        before = buf.clone()
+        out_logits, kv_new = dec(tok, pos, lens, buf)
+        assert torch.equal(buf, before)  # the graph never writes the cache
+        assert kv_new.shape == (*kv.shape[:4], 1, kv.shape[5])
         x = torch.cat([conds, gpt.text_embedding(text) + gpt.text_pos_embedding.emb.weight[:9],
                        gpt.mel_embed(torch.tensor([[97], [97]]), torch.zeros(2, 1, dtype=torch.long))], 1)
         h, cache = gpt.run_gpt(x)
-        h2, _ = gpt.run_gpt(gpt.mel_embed(tok, pos), cache)
-        torch.testing.assert_close(out_logits, gpt.logits(h2[:, -1]), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(logits, gpt.logits(h[:, -1]), atol=1e-5, rtol=1e-5)
-        assert torch.equal(buf2[..., :s, :], buf[..., :s, :]) and not torch.equal(buf2[..., s, :], buf[..., s, :])
+        for b, n in enumerate(lens.tolist()):  # the reference: row b alone, its cache cut at its length
+            past = [(k[b:b + 1, :, :n], v[b:b + 1, :, :n]) for k, v in cache]
+            h2, cache2 = gpt.run_gpt(gpt.mel_embed(tok[b:b + 1], pos[b:b + 1]), past)
+            torch.testing.assert_close(out_logits[b:b + 1], gpt.logits(h2[:, -1]), atol=1e-5, rtol=1e-5)
+            for i, (k2, v2) in enumerate(cache2):
+                torch.testing.assert_close(kv_new[i, 0, b:b + 1], k2[:, :, n:n + 1], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(kv_new[i, 1, b:b + 1], v2[:, :, n:n + 1], atol=1e-5, rtol=1e-5)
 
 
 def test_prefill_adapter_gives_the_latent_pass(tiny_ckpt, tiny_cfg):
@@ -171,29 +180,28 @@ def test_prefill_adapter_gives_the_latent_pass(tiny_ckpt, tiny_cfg):
     torch.testing.assert_close(hidden[:, -6:-2], ref, atol=1e-6, rtol=1e-6)
 
 
-def test_kv_cache_updates_in_place_under_io_binding(engines, tiny_cfg):
+def test_the_runner_writes_each_rows_new_entry_into_its_cache(engines, tiny_cfg):
+    """The decode graph reads the host cache in place (one buffer, never reallocated) and the
+    runner writes the step's new entries at each row's own position; nothing else changes."""
+    from indextts_trt.runtime.ort_backend import OrtRunner
+
     out, _ = engines
     spec = stage_specs(tiny_cfg)["gpt_decode"]
-    sess = ort.InferenceSession(str(out / "gpt_decode.onnx"), providers=["CPUExecutionProvider"])
+    runner = OrtRunner(out / "gpt_decode.onnx", spec, threads=1)
     b, cap = 3, 40
-    sizes = spec.resolve({"B": b, "CAP": cap})
-    kv = np.zeros(spec.shape(spec.input("kv"), sizes), np.float32)
-    kv_val = ort.OrtValue.ortvalue_from_numpy(kv)
-    ptr = kv_val.data_ptr()
-    logits = ort.OrtValue.ortvalue_from_shape_and_type((b, tiny_cfg.gpt.number_mel_codes), np.float32)
-    io = sess.io_binding()
-    io.bind_ortvalue_input("kv", kv_val)
-    io.bind_ortvalue_output("kv_out", kv_val)  # the same buffer: updated in place
-    io.bind_ortvalue_output("logits", logits)
-    for step in range(3):
-        io.bind_cpu_input("mel_ids", np.array([[1], [2], [3]], np.int64))
-        io.bind_cpu_input("mel_pos", np.full((b, 1), step + 2, np.int64))
-        io.bind_cpu_input("cache_len", np.array([10 + step], np.int64))
-        sess.run_with_iobinding(io)
-    now = kv_val.numpy()
-    assert kv_val.data_ptr() == ptr  # no reallocation of the cache
-    assert np.abs(now[:, :, :, :, 10:13]).sum() > 0 and np.all(now[:, :, :, :, 13:] == 0)
-    assert np.all(now[:, :, :, :, :10] == 0)
+    cache = runner.new_cache(b, cap)
+    cache.array[..., :12, :] = np.random.default_rng(0).standard_normal(cache.array[..., :12, :].shape)
+    before, ptr = cache.array.copy(), cache.array.ctypes.data
+    lens = np.array([10, 12, 11], np.int64)
+    res = runner.run({"mel_ids": np.array([[1], [2], [3]], np.int64), "mel_pos": np.full((b, 1), 2, np.int64),
+                      "cache_len": lens}, cache=cache)
+    assert set(res) == {"logits"} and cache.array.ctypes.data == ptr
+    changed = np.argwhere(np.any(cache.array != before, axis=(0, 1, 3, 5)))  # (row, position) pairs
+    assert sorted(map(tuple, changed)) == [(0, 10), (1, 12), (2, 11)]
+    written = cache.array.copy()
+    cache.grow(57)  # more capacity keeps every entry, the new ones included
+    assert cache.capacity == 57 and np.array_equal(cache.array[..., :cap, :], written)
+    assert not np.any(cache.array[..., cap:, :])
 
 
 def test_every_graph_is_tensorrt_parseable_by_the_table(engines):

@@ -26,20 +26,20 @@ def _fake_cudart(err=0, count=1):
 
 
 def test_cuda_python_answers_when_installed(monkeypatch):
-    monkeypatch.setattr(gpu, "_cudart", lambda: _fake_cudart())
+    monkeypatch.setattr(gpu, "cuda_runtime", lambda: _fake_cudart())
     g = gpu.probe()
     assert (g.name, g.compute_capability, g.memory_bytes, g.source) == ("NVIDIA H200", "9.0", 141 * 2**30, "cuda-python")
     assert gpu.describe() == "NVIDIA H200 (sm_90, 141 GiB, via cuda-python)"
-    monkeypatch.setattr(gpu, "_cudart", lambda: _fake_cudart(err=35))
+    monkeypatch.setattr(gpu, "cuda_runtime", lambda: _fake_cudart(err=35))
     with pytest.raises(gpu.NoGpu, match="cudaGetDeviceCount returned cudaErrorInsufficientDriver"):
         gpu.probe()
-    monkeypatch.setattr(gpu, "_cudart", lambda: _fake_cudart(count=0))
+    monkeypatch.setattr(gpu, "cuda_runtime", lambda: _fake_cudart(count=0))
     with pytest.raises(gpu.NoGpu, match="cuda-python sees 0"):
         gpu.probe()
 
 
 def test_nvidia_smi_answers_without_cuda_python(monkeypatch, tmp_path):
-    monkeypatch.setattr(gpu, "_cudart", lambda: None)
+    monkeypatch.setattr(gpu, "cuda_runtime", lambda: None)
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 9.0, 81559'\n")
     smi.chmod(0o755)
@@ -59,10 +59,10 @@ def test_nvidia_smi_answers_without_cuda_python(monkeypatch, tmp_path):
 def test_the_builder_and_env_use_the_same_probe(monkeypatch):
     from indextts_trt.export import environment, trt_build
 
-    monkeypatch.setattr(gpu, "_cudart", lambda: _fake_cudart())
+    monkeypatch.setattr(gpu, "cuda_runtime", lambda: _fake_cudart())
     assert trt_build.gpu_info() == ("NVIDIA H200", "9.0")
     assert environment.collect_env()["gpu"] == "NVIDIA H200 (sm_90, 141 GiB, via cuda-python)"
-    monkeypatch.setattr(gpu, "_cudart", lambda: _fake_cudart(err=35))
+    monkeypatch.setattr(gpu, "cuda_runtime", lambda: _fake_cudart(err=35))
     with pytest.raises(trt_build.TensorRTUnavailable, match="cudaErrorInsufficientDriver"):
         trt_build.gpu_info()
 

@@ -60,25 +60,34 @@ def test_full_run_never_imports_torch(engine_dir, prompt_wav, tmp_path):
 
 
 def test_decode_steps_reuse_one_cache_buffer(ort_pipe, prompt_wav):
+    """The decode loop reuses its cache buffer between growths, grows it with the codes (a step
+    attends to at most ~2x the positions that exist, not to the longest segment allowed), and
+    each step returns only the (beams, V) logits: the cache never travels."""
+    from indextts_trt.runtime.kvcache import FIRST_EXTRA, GROWTH
+
     dec = ort_pipe.stage("gpt_decode")
     seen, orig = [], dec.run
 
-    def spy(feed, bound=None):
-        out = orig(feed, bound)
-        seen.append((bound["kv"].data_ptr(), [a.nbytes for a in out.values() if a is not None]))
+    def spy(feed, cache=None, **kw):
+        out = orig(feed, cache=cache, **kw)
+        seen.append((cache.array.ctypes.data, cache.capacity, int(feed["cache_len"].max()),
+                     [a.nbytes for a in out.values()]))
         return out
 
     dec.run = spy
     try:
         ort_pipe.synthesize("Hello there.", prompt_wav, options=RunOptions(
-            sampling=SamplingOptions(max_new_tokens=30), diffusion_steps=1))
+            sampling=SamplingOptions(max_new_tokens=200, min_new_tokens=150), diffusion_steps=1))
     finally:
         dec.run = orig
-    assert len(seen) > 5
-    assert len({p for p, _ in seen}) == 1  # the same cache buffer every step, updated in place
-    # the only array a step returns is the (beams, V) logits; the cache is never copied out
+    assert len(seen) >= 149
+    buffers = [p for i, (p, *_) in enumerate(seen) if i == 0 or p != seen[i - 1][0]]
+    caps = sorted({c for _, c, _, _ in seen})
+    assert len(buffers) == len(caps) >= 2  # one buffer per capacity: grown, never per step
+    s0 = seen[0][2]
+    assert all(cap <= max(GROWTH * (n + 1) + 1, s0 + FIRST_EXTRA) for _, cap, n, _ in seen)
     logits_bytes = 3 * ort_pipe.cfg.gpt.number_mel_codes * 4
-    assert all(sizes == [logits_bytes] for _, sizes in seen), seen[:2]
+    assert all(sizes == [logits_bytes] for *_, sizes in seen), seen[:2]
 
 
 def test_engine_dir_validation(engine_dir, tmp_path):

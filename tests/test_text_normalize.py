@@ -184,3 +184,14 @@ def test_grammar_cache_is_built_once_into_place(tmp_path, monkeypatch, caplog):
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="backend must be auto, tn or wetext"):
         gr.load_grammars("icu")
+
+
+def test_named_backend_never_falls_back(monkeypatch, caplog):
+    def missing():
+        raise ImportError("No module named 'wetext'")
+
+    monkeypatch.setattr(gr, "load_wetext", missing)
+    with pytest.raises(ImportError, match="backend 'wetext' is not installed"):
+        gr.load_grammars("wetext")
+    monkeypatch.setattr(gr, "load_tn", missing)
+    assert gr.load_grammars("auto") is None and "normalization disabled" in caplog.text

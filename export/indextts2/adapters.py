@@ -1,11 +1,18 @@
 """Export adapters: each wraps reference modules as a tensor-in/tensor-out module whose argument
 order is its stage spec's input order. The reference modules are used untouched.
 
-The GPT decode step keeps a fixed-capacity cache ``kv`` (layers, 2, B, H, CAP, hd): attention reads
-the old cache (positions < cache_len) plus the new token's own key/value, and a single ScatterND at
-the end writes every layer's new key/value at ``cache_len``. Nothing reads ``kv`` after that
-scatter, so ONNX Runtime can bind one buffer as both ``kv`` and ``kv_out`` and update it in place
-(FACTS.md), and all shapes stay static within a request (CUDA-graph friendly for TensorRT).
+The GPT decode step reads a cache ``kv`` (layers, 2, B, H, CAP, hd) and never writes it: attention
+covers each row's own valid positions (``< cache_len[b]``, so rows of different requests and
+lengths can share a step) plus the new token's own key/value, and the step returns only that new
+key/value, ``kv_new`` (layers, 2, B, H, 1, hd). The runtime writes it into its cache at each
+row's position (a few KB, host or device): no graph copies or scatters the whole cache, no
+backend needs an input and an output to alias, and the cache is the runtime's to grow, reorder
+and share between requests.
+
+The DiT stage is one whole flow-matching Euler step (``reference.cfm.euler_step``): the CFG batch
+[x; x] is built inside, the guided velocity combined and the prompt frames zeroed, so the solver
+loop only feeds ``x`` back (a device-resident ping-pong for TensorRT) and the constant inputs are
+bound once per segment.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from indextts_trt.reference.cfm import euler_step
 from indextts_trt.reference.conformer import MASK_BIAS
 
 
@@ -101,8 +109,8 @@ class GptDecode(nn.Module):
         x = g.mel_embed(mel_ids, mel_pos)  # (B, 1, D)
         b, d = x.shape[0], x.shape[-1]
         cap = kv.shape[4]
-        valid = (torch.arange(cap, device=x.device) < cache_len).to(x.dtype)  # (CAP,)
-        bias = (1.0 - valid) * MASK_BIAS  # fp16-safe additive mask over the cache
+        valid = (torch.arange(cap, device=x.device)[None, :] < cache_len[:, None]).to(x.dtype)  # (B, CAP)
+        bias = ((1.0 - valid) * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, CAP), fp16-safe additive mask
         new_k, new_v = [], []
         for i, block in enumerate(g.gpt.h):
             att = block.attn
@@ -118,9 +126,7 @@ class GptDecode(nn.Module):
             new_k.append(k)
             new_v.append(v)
         logits = g.mel_head(g.final_norm(g.gpt.ln_f(x)))[:, 0]
-        update = torch.stack([torch.stack(new_k), torch.stack(new_v)], dim=1)  # (L, 2, B, H, 1, hd)
-        kv_out = kv.index_copy(4, cache_len, update)  # ONE ScatterND, the last reader of kv
-        return logits, kv_out
+        return logits, torch.stack([torch.stack(new_k), torch.stack(new_v)], dim=1)  # kv_new (L, 2, B, H, 1, hd)
 
 
 class GptLayer(nn.Module):
@@ -147,8 +153,9 @@ class DitStep(nn.Module):
         super().__init__()
         self.est = s2mel.estimator
 
-    def forward(self, x: Tensor, prompt_x: Tensor, x_lens: Tensor, t: Tensor, style: Tensor, cond: Tensor) -> Tensor:
-        return self.est(x, prompt_x, x_lens, t, style, cond)
+    def forward(self, x: Tensor, prompt_x: Tensor, x_lens: Tensor, prompt_len: Tensor, t: Tensor, dt: Tensor,
+                style: Tensor, cond: Tensor, cfg_rate: Tensor) -> tuple[Tensor, Tensor]:
+        return euler_step(self.est, x, prompt_x, x_lens, prompt_len, t, dt, style, cond, cfg_rate)
 
 
 class Vocoder(nn.Module):

@@ -33,16 +33,19 @@ def _w2v_inputs(spec: StageSpec, sizes: dict, rng: np.random.Generator) -> dict:
 
 def _dit_inputs(spec: StageSpec, sizes: dict, rng: np.random.Generator) -> dict:
     x = generic_inputs(spec, sizes, rng)
-    T = sizes["T"]
-    x["x_lens"] = np.full(sizes["B2"], T, np.int64)
-    x["x_lens"][-1] = int(rng.integers(max(1, T // 2), T + 1))  # a padded row too
-    x["t"] = rng.random(sizes["B2"]).astype(np.float32)
+    B, T = sizes["B"], sizes["T"]
+    x["x_lens"] = np.full(B, T, np.int64)
+    x["x_lens"][-1] = int(rng.integers(max(1, T // 2), T + 1))  # a padded row when B > 1 (batched requests)
+    x["prompt_len"] = np.array([int(rng.integers(0, n)) for n in x["x_lens"]], np.int64)
+    x["t"] = rng.random(B).astype(np.float32)
+    x["dt"] = rng.uniform(0.02, 1.0, B).astype(np.float32)
+    x["cfg_rate"] = np.array([0.7], np.float32)
     return x
 
 
 def _decode_inputs(spec: StageSpec, sizes: dict, rng: np.random.Generator) -> dict:
     x = generic_inputs(spec, sizes, rng)
-    x["cache_len"] = np.array([int(rng.integers(1, sizes["CAP"]))], np.int64)
+    x["cache_len"] = rng.integers(1, sizes["CAP"], size=sizes["B"]).astype(np.int64)  # each row its own length
     x["kv"] *= 0.5
     return x
 

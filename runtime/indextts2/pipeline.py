@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import campplus_features, load_emotion_prompt, load_prompt, mel_spectrogram, seamless_fbank
-from ..cfm import cfg_batch, cfm_noise, solve_euler
+from ..cfm import cfm_noise, solve_euler
+from ..kvcache import FIRST_EXTRA, next_capacity
 from ..emotion import apply_vector, mix_emovec, preset_emovec, resolve_emotion
 from ..errors import OptionError
 from ..numerics import nearest_index
@@ -28,6 +29,7 @@ from ..streaming import ChunkPlan, Crossfader
 from ..text import TextNormalizer, TextTokenizer, text_to_segments
 from ..workdirs import rebuild_hint
 from .config import max_new_codes, target_mel_length
+from .stages import MAX_BEAMS
 
 
 @dataclass
@@ -162,14 +164,13 @@ class IndexTTS2Pipeline(Pipeline):
         search = BeamSearch(opts, np.array([1] * (s - 1) + [start]), logits.shape[-1], g.stop_mel_token,
                             suppress_tokens=(start,))
         nb = search.num_beams
-        cap = s + opts.max_new_tokens + 1
         spec = self.specs["gpt_decode"]
-        spec.check_sizes({"B": nb, "CAP": cap})
-        # fixed-capacity cache, allocated once per segment; the decode graph writes into it in place
-        kv = np.zeros(spec.shape(spec.input("kv"), spec.resolve({"B": nb, "CAP": cap})), np.float32)
-        kv[..., :s, :] = kv0
-        dec = self.stage("gpt_decode")
-        cache = dec.new_cache(kv)
+        limit = min(s + opts.max_new_tokens + 1, spec.dim_map["CAP"].max)
+        spec.check_sizes({"B": nb, "CAP": s + opts.max_new_tokens + 1})
+        # the cache grows with the codes (kvcache.next_capacity): a step attends to about as many
+        # positions as exist, not to the longest segment the limits allow
+        cache = self.stage("gpt_decode").new_cache(nb, next_capacity(min(s + FIRST_EXTRA, limit), s + 1, limit))
+        cache.load_prefix(kv0)
         try:
             rows = np.repeat(logits, nb, axis=0)
             k = 0
@@ -182,9 +183,12 @@ class IndexTTS2Pipeline(Pipeline):
                 changed = np.nonzero(beam_index != np.arange(nb))[0]
                 if changed.size:  # copy only the rows whose beam changed, not the whole cache
                     cache.reorder(changed, beam_index[changed])
-                rows = self.run("gpt_decode", bound=cache.bound, mel_ids=tokens[:, None],
+                length = s + k - 1  # valid positions; this step's entry goes at index `length`
+                if length + 1 > cache.capacity:
+                    cache.grow(next_capacity(length + 1, cache.capacity, limit))
+                rows = self.run("gpt_decode", cache=cache, mel_ids=tokens[:, None],
                                 mel_pos=np.full((nb, 1), k + 1, np.int64),
-                                cache_len=np.array([s + k - 1], np.int64))["logits"]
+                                cache_len=np.full(nb, length, np.int64))["logits"]
         finally:
             cache.close()
 
@@ -213,11 +217,18 @@ class IndexTTS2Pipeline(Pipeline):
             x = np.concatenate([x[..., :t_ref], x[..., t_ref + frame_offset:]], axis=-1)
         prompt_x = np.zeros_like(x)
         prompt_x[..., :t_ref] = c.ref_mel
-        # the CFG batch's constant inputs are built once per segment; only x and t change per step
-        const = {"prompt_x": cfg_batch(prompt_x), "x_lens": np.full(2, T, np.int64), "style": cfg_batch(c.style),
-                 "cond": cfg_batch(mu)}
-        mel = solve_euler(lambda x2, t2: self.run("dit_step", x=x2, t=t2, **const)["velocity"], x, t_ref,
-                          options.diffusion_steps, options.cfg_rate)
+        prompt_len = np.array([t_ref], np.int64)
+        # the step's constant inputs are bound once per segment (on the device for TensorRT)
+        const = {"prompt_x": prompt_x, "x_lens": np.array([T], np.int64), "prompt_len": prompt_len, "style": c.style,
+                 "cond": mu, "cfg_rate": np.array([options.cfg_rate], np.float32)}
+        spec, step = self.specs["dit_step"], self.stage("dit_step")
+        spec.check_sizes(spec.sizes_of({**const, "x": x}))
+        step.set_constants(const)
+        try:
+            mel = solve_euler(lambda feed, fetch: step.run(feed, feedback={"x_next": "x"}, fetch=fetch), x, prompt_len,
+                              options.diffusion_steps)
+        finally:
+            step.clear_constants()
         return mel[..., t_ref:]
 
     def vocode(self, mel: np.ndarray) -> np.ndarray:
@@ -226,10 +237,10 @@ class IndexTTS2Pipeline(Pipeline):
     # ------------------------------------------------------------------ the request
 
     def prepare(self, text: str, speaker, emotion_audio, options: RunOptions, secs: dict) -> Request:
-        beams = self.specs["gpt_decode"].dim_map["B"]
-        if options.sampling.num_beams > beams.max:
+        rows = self.specs["gpt_decode"].dim_map["B"].max
+        if options.sampling.num_beams > min(MAX_BEAMS, rows):
             raise OptionError("num_beams", options.sampling.num_beams,
-                              f"must be in [1, {beams.max}] (the decode graph's beam range)")
+                              f"must be in [1, {min(MAX_BEAMS, rows)}] (beams of one request)")
         with timed(secs, "text"):
             segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
                                         options.quick_streaming_tokens, hard_limit=self.cfg.gpt.max_text_tokens)

@@ -9,7 +9,7 @@ bounds), up to ``max_mel_tokens`` codes (+2), the DiT over prompt + generated fr
 from __future__ import annotations
 
 from ..audio.limits import longest_prompt
-from ..spec import Dim, StageSpec, TensorSpec, Tolerance
+from ..spec import CacheSpec, Dim, StageSpec, TensorSpec, Tolerance
 from .config import IndexTTSConfig, target_mel_length
 
 F32, I64 = "float32", "int64"
@@ -25,7 +25,9 @@ VELOCITY = {"fp32": Tolerance("quantile", atol=1e-4, rtol=1e-4, quantile=0.999),
 WAVE = {"fp32": Tolerance("snr", snr_db=60.0), "fp16": Tolerance("snr", snr_db=30.0), "bf16": Tolerance("snr", snr_db=25.0)}
 EXACT = {"fp32": Tolerance("exact"), "fp16": Tolerance("exact"), "bf16": Tolerance("exact")}
 
-MAX_BEAMS = 8
+MAX_BEAMS = 8  # beams of one request
+MAX_REQUESTS = 8  # requests that share one decode step or one DiT step (serving batches them)
+MAX_DECODE_ROWS = 24  # rows of one decode step: requests × beams
 
 
 def _dim(name: str, lo: int, opt: int, hi: int) -> Dim:
@@ -88,21 +90,23 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
                     TensorSpec("mel_ids", I64, (1, "M"), 0, g.number_mel_codes),
                     TensorSpec("mel_pos", I64, (1, "M"), 0, max_codes)),
             outputs=(TensorSpec("hidden", F32, (1, "S", d)), TensorSpec("logits", F32, (1, g.number_mel_codes)),
-                     TensorSpec("kv", F32, (layers, 2, 1, heads, "S", hd))),
+                     TensorSpec("kv", F32, (layers, 2, 1, heads, "S", hd), reduced=True)),
             dims=(_dim("L_text", 3, 40, max_text), _dim("M", 1, 1, max_codes),
                   _dim("S", conds + 4, conds + 41, conds + max_text + max_codes)),
             derived={"S": f"{conds} + L_text + M"},
             tolerances={"hidden": MAX_FP32, "logits": LOGITS, "kv": MAX_FP32}),
         StageSpec(
-            "gpt_decode", "one GPT decode step on a fixed-capacity KV cache updated in place at cache_len",
+            "gpt_decode", "one GPT decode step over B rows (beams, of one or several requests), each attending "
+            "to its own cache_len valid positions of a runtime-owned cache; returns the rows' new keys/values",
             inputs=(TensorSpec("mel_ids", I64, ("B", 1), 0, g.number_mel_codes),
                     TensorSpec("mel_pos", I64, ("B", 1), 0, max_codes),
-                    TensorSpec("cache_len", I64, (1,), conds + 3, conds + 4),
-                    TensorSpec("kv", F32, (layers, 2, "B", heads, "CAP", hd))),
+                    TensorSpec("cache_len", I64, ("B",), conds + 3, conds + 4),
+                    TensorSpec("kv", F32, (layers, 2, "B", heads, "CAP", hd), reduced=True)),
             outputs=(TensorSpec("logits", F32, ("B", g.number_mel_codes)),
-                     TensorSpec("kv_out", F32, (layers, 2, "B", heads, "CAP", hd))),
-            dims=(_dim("B", 1, 3, MAX_BEAMS), _dim("CAP", conds + 8, conds + 400, conds + max_text + max_codes + 1)),
-            tolerances={"logits": LOGITS, "kv_out": MAX_FP32}, inplace={"kv_out": "kv"}),
+                     TensorSpec("kv_new", F32, (layers, 2, "B", heads, 1, hd), reduced=True)),
+            dims=(_dim("B", 1, 3, MAX_DECODE_ROWS),
+                  _dim("CAP", conds + 8, conds + 400, conds + max_text + max_codes + 1)),
+            tolerances={"logits": LOGITS, "kv_new": MAX_FP32}, cache=CacheSpec("kv", "kv_new", "cache_len", axis=4)),
         StageSpec(
             "gpt_layer", "S2Mel gpt_layer: GPT latents → semantic embedding space",
             inputs=(TensorSpec("latent", F32, (1, "N", d)),),
@@ -116,13 +120,17 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
             dims=(_dim("T_in", 1, 200, max(max_codes, prompt.w2v)), _dim("T_out", 1, 344, max(prompt.mel, gen_frames))),
             tolerances={"cond": MAX_FP32}),
         StageSpec(
-            "dit_step", "one DiT estimator evaluation on the CFG batch [cond; uncond]",
-            inputs=(TensorSpec("x", F32, ("B2", n_mels, "T")), TensorSpec("prompt_x", F32, ("B2", n_mels, "T")),
-                    TensorSpec("x_lens", I64, ("B2",), -1, -1), TensorSpec("t", F32, ("B2",)),
-                    TensorSpec("style", F32, ("B2", style)), TensorSpec("cond", F32, ("B2", "T", lr_ch))),
-            outputs=(TensorSpec("velocity", F32, ("B2", n_mels, "T")),),
-            dims=(_dim("B2", 1, 2, 2), _dim("T", 8, 600, prompt.mel + gen_frames)),
-            tolerances={"velocity": VELOCITY}),
+            "dit_step", "one flow-matching Euler step of B requests: the DiT on the CFG batch [x; x] (the "
+            "uncond half without prompt, style and condition), the guided velocity, x + dt·v with each row's "
+            "prompt frames zeroed",
+            inputs=(TensorSpec("x", F32, ("B", n_mels, "T")), TensorSpec("prompt_x", F32, ("B", n_mels, "T")),
+                    TensorSpec("x_lens", I64, ("B",), -1, -1), TensorSpec("prompt_len", I64, ("B",), -1, -1),
+                    TensorSpec("t", F32, ("B",)), TensorSpec("dt", F32, ("B",)),
+                    TensorSpec("style", F32, ("B", style)), TensorSpec("cond", F32, ("B", "T", lr_ch)),
+                    TensorSpec("cfg_rate", F32, (1,))),
+            outputs=(TensorSpec("x_next", F32, ("B", n_mels, "T")), TensorSpec("velocity", F32, ("B", n_mels, "T"))),
+            dims=(_dim("B", 1, 1, MAX_REQUESTS), _dim("T", 8, 600, prompt.mel + gen_frames)),
+            tolerances={"x_next": VELOCITY, "velocity": VELOCITY}),
         StageSpec(
             "bigvgan", "BigVGAN v2 vocoder: mel → 22.05 kHz waveform",
             inputs=(TensorSpec("mel", F32, (1, n_mels, "T_mel")),),

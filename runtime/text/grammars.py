@@ -130,7 +130,7 @@ def load_wetext() -> Grammars:
 def load_grammars(backend: str = "auto") -> Grammars | None:
     """``auto``: upstream's choice for this platform (``tn`` on Linux, ``wetext`` elsewhere), the
     other one if that is not installed (with a warning: outputs differ), else None (a warning:
-    numbers are then read as written)."""
+    numbers are then read as written). A backend named explicitly must be installed."""
     if backend not in ("auto", "tn", "wetext"):
         raise ValueError(f"text normalizer backend must be auto, tn or wetext, got {backend!r}")
     order = {"tn": [load_tn], "wetext": [load_wetext]}.get(backend)
@@ -141,6 +141,8 @@ def load_grammars(backend: str = "auto") -> Grammars | None:
         try:
             g = loader()
         except ImportError as e:
+            if backend != "auto":  # asked for by name: falling back would silently change the text
+                raise ImportError(f"text normalizer backend {backend!r} is not installed ({e})") from e
             errors.append(f"{loader.__name__[5:]}: {e}")
             continue
         if i > 0:
