@@ -173,7 +173,7 @@ def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, f
                         "indextts_trt.outputs": ",".join(t.name for t in spec.outputs)}
                 feed = src.sampler(spec, export_sizes(spec), np.random.default_rng(0))
                 try:
-                    with src.patch() if src.patch else contextlib.nullcontext(), _no_torchvision_notice():
+                    with src.patch() if src.patch else contextlib.nullcontext():
                         export_stage(module, spec, feed, onnx_dir / f"{name}.onnx", meta)
                 except Exception as e:  # an exporter failure fails this stage, named, like a parity failure
                     raise BuildError(f"stage {name}: export failed: {type(e).__name__}: {e}") from e
@@ -221,25 +221,6 @@ def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, f
     save_manifest(out, manifest)
     _write_report(out, manifest, rep)
     return rep
-
-
-class _DropTorchvisionNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("torchvision is not installed")
-
-
-@contextlib.contextmanager
-def _no_torchvision_notice():
-    """torch.onnx's op registry logs four "torchvision is not installed. Skipping torchvision::nms"
-    warnings at every export (48 lines a build, through the progress bar). No stage uses
-    torchvision: drop that one message at its logger, only while a stage exports."""
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    f = _DropTorchvisionNotice()
-    logger.addFilter(f)
-    try:
-        yield
-    finally:
-        logger.removeFilter(f)
 
 
 def _release_unneeded(models: ReferenceModels, chosen: list[str], done: str) -> None:
