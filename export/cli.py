@@ -43,14 +43,9 @@ VERBOSE_HELP = "debug log lines too (the exporters' and libraries' messages)"
 
 
 def _checkpoints(given: Path | None) -> Path:
-    """--checkpoints, or the default (checkpoints/ or the one folder below it), with a config.yaml."""
-    from indextts_trt.runtime.errors import UserError
-    from indextts_trt.runtime.workdirs import checkpoints_or_default, no_checkpoints_hint
+    from indextts_trt.runtime.workdirs import checkpoints_with_config
 
-    ck = checkpoints_or_default(given)
-    if not (ck / "config.yaml").is_file():
-        raise UserError(f"no config.yaml in {ck}: {no_checkpoints_hint(ck)}")
-    return ck
+    return checkpoints_with_config(given)
 
 
 def _engines(given: Path | None) -> Path:
@@ -96,8 +91,8 @@ def init_checkpoints_cmd(
 def build_cmd(
     checkpoints: Path | None = typer.Option(None, "--checkpoints", show_default=False, help=CKPT_HELP),
     out: Path | None = typer.Option(None, "--out", show_default=False, help=OUT_HELP),
-    stage: list[str] = typer.Option(None, "--stage", show_default=False, metavar="<name>", help="build only this stage (repeatable; "
-                                    "default: all 12)"),
+    stage: list[str] = typer.Option(None, "--stage", show_default=False, metavar="<name>",
+                                    help="build only this stage (repeatable; default: all 12)"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16: the TensorRT engines' precision "
                                   "(the exported graphs are fp32 whatever this says, and are reused across it)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the cache key matches"),

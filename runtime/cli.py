@@ -66,7 +66,8 @@ def synth(
                                     "sentence). One shell argument holds at most 128 KiB on Linux: use --text-file "
                                     "for more"),
     text_file: str | None = typer.Option(None, "--text-file", metavar="<path|->", help="read the text from this UTF-8 "
-                                         "file, or from standard input with '-' (not with --text)"),
+                                         "file, or from standard input with '-' (not with --text; default: the text "
+                                         "is --text)"),
     speaker: Path | None = typer.Option(None, "--speaker", help=f"speaker reference audio (WAV/FLAC/OGG/MP3, "
                                         f"{MIN_PROMPT_SECONDS:g} s to {MAX_PROMPT_SECONDS:g} s; only the first "
                                         f"{MAX_PROMPT_SECONDS:g} s of a longer one are used; default: a built-in "
@@ -88,9 +89,10 @@ def synth(
     threads: int = typer.Option(0, "--threads", help=f"ONNX Runtime intra-op threads, in [0, {MAX_THREADS}] "
                                 "(0: all cores)"),
     voice: str | None = typer.Option(None, "--voice", help=f"use a saved voice instead of --speaker (ort/trt; "
-                                     f"{NAME_RULE})"),
+                                     f"{NAME_RULE}; default: none, the prompt is --speaker)"),
     save_voice: str | None = typer.Option(None, "--save-voice", help="save the --speaker conditioning under this "
-                                          "name, then synthesize with it (same name rule as --voice)"),
+                                          "name, then synthesize with it (same name rule as --voice; default: "
+                                          "nothing is saved)"),
     voices_dir: Path | None = typer.Option(None, "--voices-dir", help="folder of saved voices (default: "
                                            "ENGINE_DIR/voices)"),
     stream: bool = typer.Option(False, "--stream", help="stream and report the time to first audio (per segment, "
@@ -135,7 +137,7 @@ def synth(
     cfg_rate: float = typer.Option(DEFAULTS.cfg_rate, "--cfg-rate", help=f"classifier-free guidance rate of S2Mel, "
                                    f"in [0, {MAX_CFG_RATE:g}] (0: no guidance)"),
     report: Path | None = typer.Option(None, "--report", help="also write the latency report as JSON here (a "
-                                       "regular file or a new path, not --out)"),
+                                       "regular file or a new path, not --out; default: only printed)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log lines too (which backend and why, "
                                  "library messages)"),
     debug: bool = typer.Option(False, "--debug", help="print the traceback of an error too"),
@@ -149,7 +151,9 @@ def synth(
         elif text is None:
             text = DEFAULT_TEXT
         if backend == "torch":
-            checkpoints = _checkpoints(checkpoints)
+            from .workdirs import checkpoints_with_config
+
+            checkpoints = checkpoints_with_config(checkpoints)
         else:
             from .workdirs import engine_dir_or_default
 
@@ -201,18 +205,9 @@ def _read_text(source: str) -> str:
             from None
 
 
-def _checkpoints(given: Path | None) -> Path:
-    from .workdirs import checkpoints_or_default, no_checkpoints_hint
-
-    ck = checkpoints_or_default(given)
-    if not (ck / "config.yaml").is_file():
-        raise UserError(f"no config.yaml in {ck}: {no_checkpoints_hint(ck)}")
-    return ck
-
-
 def _request(*, text, text_file, backend, ort_provider, threads, voice, save_voice, speaker, stream, stream_chunk,
-             stream_overlap, emotion_audio, emotion_vector, emotion_alpha, seed, greedy, num_beams, top_k, top_p, temperature,
-             repetition_penalty, max_codes, max_segment_tokens, diffusion_steps, cfg_rate, out, report,
+             stream_overlap, emotion_audio, emotion_vector, emotion_alpha, seed, greedy, num_beams, top_k, top_p,
+             temperature, repetition_penalty, max_codes, max_segment_tokens, diffusion_steps, cfg_rate, out, report,
              **_) -> tuple[RunOptions, ChunkPlan | None]:
     """Every usage rule, before any file is read: the options' own (``RunOptions``,
     ``SamplingOptions``, ``ChunkPlan``, the pipeline's), then the flags' combinations, then the

@@ -43,10 +43,19 @@ def load_manifest(engine_dir: str | Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({e}); remove the directory and rebuild") from None
+        from .workdirs import fresh_build_hint
+
+        raise ManifestError(f"{path} is not valid JSON ({e}); {fresh_build_hint(engine_dir)}") from None
     except OSError as e:
         raise ManifestError(f"cannot read {path}: {e.strerror}") from None
     return check_manifest(data, path)
+
+
+def _fresh(path, data: dict | None = None) -> str:
+    """The hint for a manifest the build cannot update: remove the directory, build it again."""
+    from .workdirs import fresh_build_hint
+
+    return fresh_build_hint(Path(path).parent, data if isinstance(data, dict) else {})
 
 
 def _plain_name(name) -> bool:
@@ -58,13 +67,13 @@ def _plain_name(name) -> bool:
 
 def _hashes(value, where: str, path) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(_plain_name(k) and isinstance(v, str) for k, v in value.items()):
-        raise ManifestError(f"{path}: '{where}' must map plain file names to SHA-256 strings; rebuild the directory")
+        raise ManifestError(f"{path}: '{where}' must map plain file names to SHA-256 strings; {_fresh(path)}")
     return dict(value)
 
 
 def check_manifest(data, path: str | Path) -> dict:
     def bad(what: str) -> ManifestError:
-        return ManifestError(f"{path}: {what}; rebuild the directory")
+        return ManifestError(f"{path}: {what}; {_fresh(path)}")
 
     if not isinstance(data, dict):
         raise bad(f"expected a JSON object, got {type(data).__name__}")
@@ -75,7 +84,8 @@ def check_manifest(data, path: str | Path) -> dict:
         raise ManifestError(f"{path} has schema version {v}, newer than this tool's {SCHEMA_VERSION}: "
                             f"upgrade indextts-trt or rebuild into an empty directory")
     if v < SCHEMA_VERSION:
-        raise ManifestError(f"{path} has schema version {v}, older than this tool's {SCHEMA_VERSION}: rebuild it")
+        raise ManifestError(f"{path} has schema version {v}, older than this tool's {SCHEMA_VERSION}: "
+                            f"{_fresh(path, data)}")
     for key, kind in (("variant", str), ("stages", dict)):
         if not isinstance(data.get(key), kind):
             raise bad(f"'{key}' is missing or not a {'string' if kind is str else 'mapping'}")
@@ -110,7 +120,7 @@ def _sizes(obj: dict, key: str, path, prefix: str = "") -> None:
     sizes = obj.get(key, {})
     if not isinstance(sizes, Mapping) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                                  for n in sizes.values()):
-        raise ManifestError(f"{path}: '{prefix}{key}' must map file names to byte counts; rebuild the directory")
+        raise ManifestError(f"{path}: '{prefix}{key}' must map file names to byte counts; {_fresh(path)}")
 
 
 # ------------------------------------------------------------------------------------- integrity

@@ -26,7 +26,7 @@ import json
 import shlex
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, UserError
 
 ENGINES = Path("engines")
 CHECKPOINTS = Path("checkpoints")
@@ -62,6 +62,15 @@ def engine_dir_or_default(given: str | Path | None, flag: str = "--engine-dir") 
 def checkpoints_or_default(given: str | Path | None, flag: str = "--checkpoints") -> Path:
     """``given``, or ``checkpoints/`` / the one checkpoint folder below it (``checkpoints/tiny``)."""
     return Path(given) if given is not None else _default(CHECKPOINTS, CONFIG, flag, "checkpoint folders")
+
+
+def checkpoints_with_config(given: str | Path | None, flag: str = "--checkpoints") -> Path:
+    """:func:`checkpoints_or_default`, which must hold a config.yaml: else a one-line error whose
+    hint writes or downloads one."""
+    ck = checkpoints_or_default(given, flag)
+    if not (ck / CONFIG).is_file():
+        raise UserError(f"no {CONFIG} in {ck}: {no_checkpoints_hint(ck)}")
+    return ck
 
 
 def engines_for(checkpoints: str | Path) -> Path:
@@ -129,6 +138,12 @@ def rebuild_hint(engine_dir: str | Path, manifest: dict | None = None) -> str:
     return f"rebuild with `{build_command(engine_dir, manifest)}`"
 
 
+def fresh_build_hint(engine_dir: str | Path, manifest: dict | None = None) -> str:
+    """For a manifest the build cannot update either (damaged, another schema): the directory
+    goes, then the build that made it runs again."""
+    return f"remove it and rebuild: `rm -r {shown(engine_dir)} && {build_command(engine_dir, manifest)}`"
+
+
 def no_build_hint(engine_dir: str | Path) -> str:
     """What to run when ``engine_dir`` holds no build: commands that work as printed. For the
     default ``engines/`` they write ``engines/NAME``, which the defaults then find."""
@@ -161,5 +176,6 @@ def no_checkpoints_hint(checkpoints: str | Path) -> str:
     return f"write random-weight ones with `tts-export init-checkpoints --size tiny --out {shown(ck)}` or {download}"
 
 
-__all__ = ["ENGINES", "CHECKPOINTS", "engine_dir_or_default", "checkpoints_or_default", "engines_for", "shown",
-           "build_command", "rebuild_hint", "no_build_hint", "no_build_message", "no_checkpoints_hint"]
+__all__ = ["ENGINES", "CHECKPOINTS", "engine_dir_or_default", "checkpoints_or_default", "checkpoints_with_config",
+           "engines_for", "shown", "build_command", "rebuild_hint", "fresh_build_hint", "no_build_hint", "no_build_message",
+           "no_checkpoints_hint"]
