@@ -165,7 +165,8 @@ def _size_of(checkpoints: Path) -> str:
 @app.command()
 def main(
     checkpoints: Path | None = typer.Option(None, "--checkpoints", help="checkpoint directory, needed without "
-                                            "--quick (full size: `tts-export init-checkpoints --size full`)"),
+                                            "--quick (full size: `tts-export init-checkpoints --size full`; "
+                                            "default with --quick: tiny random ones in a temporary folder)"),
     engine_dir: Path | None = typer.Option(None, "--engine-dir", help="ONNX engines built from --checkpoints "
                                            "(built there first when missing; default: built in a temporary "
                                            "folder)"),
@@ -173,13 +174,14 @@ def main(
                              "benchmarks/results)"),
     name: str | None = typer.Option(None, "--name", help="report file stem (default: cpu-full / cpu-quick, gpu-… "
                                     "with a GPU)"),
-    backend: list[str] = typer.Option(list(BACKENDS), "--backend", help="torch (PyTorch reference) and/or ort; "
+    backend: list[str] = typer.Option(list(BACKENDS), "--backend", metavar="<name>",
+                                      help="torch (PyTorch reference) and/or ort; "
                                       "repeatable"),
     runs: int = typer.Option(None, "--runs", show_default=False, help="measured runs per text, >= 1 (default 2; 1 "
                              "with --quick)"),
     warmup: int = typer.Option(1, "--warmup", help="warm-up runs of the first text before measuring, >= 0 "
                                "(discarded)"),
-    threads: int = typer.Option(0, "--threads", help="threads for every backend (0: all cores)"),
+    threads: int = typer.Option(0, "--threads", help="threads for every backend, >= 0 (0: all cores)"),
     quick: bool = typer.Option(False, "--quick", help="tiny random checkpoints and engines in a temporary folder, "
                                "short texts, one run (CI: checks the report, not the timings)"),
 ) -> None:

@@ -155,7 +155,8 @@ def _costs(pipe, work: Workload) -> dict:
         return fc.get_total_flops()
 
     t_ref = pipe.speaker(work.extra["prompt_path"]).ref_mel.shape[-1]
-    dit = {t.name: flops("dit_step", pipe.s2mel, {"B2": 2, "T": t_ref + target_mel_length(t.codes)})
+    # one request (B = 1): the fused step runs the DiT on its CFG batch [x; x] inside the graph
+    dit = {t.name: flops("dit_step", pipe.s2mel, {"B": 1, "T": t_ref + target_mel_length(t.codes)})
            for t in work.texts}
     frames = round(cfg.sample_rate / cfg.hop_length)  # ≈ 1 s of audio
     bigvgan_per_s = flops("bigvgan", pipe.bigvgan, {"T_mel": frames}) / (frames * cfg.hop_length / cfg.sample_rate)
