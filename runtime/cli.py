@@ -159,8 +159,8 @@ def synth(
 
             engine_dir = engine_dir_or_default(engine_dir)
         if len(text) >= LONG_TEXT:
-            log.info("text: %d characters; normalizing and cutting it into segments first (long English text is "
-                     "slow to normalize: about a minute per 50 000 characters here)", len(text))
+            log.info("text: %d characters; normalizing and cutting it into segments first (the English grammar "
+                     "is slow on long text, and superlinear in its length)", len(text))
         with tempfile.TemporaryDirectory() as tmp:
             if speaker is None and voice is None:
                 from .audio import SR_22K, write_wav_int16
@@ -347,6 +347,8 @@ def codes_summary(codes: list[int]) -> str:
     if len(codes) == 1:
         return f"1 segment, {codes[0]} codes"
     s = sorted(codes)
+    if s[0] == s[-1]:
+        return f"{len(codes)} segments, {sum(codes)} codes: {s[0]} per segment"
     return (f"{len(codes)} segments, {sum(codes)} codes: {s[0]}-{s[-1]} per segment, median "
             f"{s[len(s) // 2]}")
 

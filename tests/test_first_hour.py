@@ -351,6 +351,7 @@ def test_many_segments_are_summarized_not_listed():
     line = codes_summary([96] * 700 + [40, 250] + [96] * 67)
     assert line == "769 segments, 73922 codes: 40-250 per segment, median 96" and len(line) < 80
     assert codes_summary([12]) == "1 segment, 12 codes" and codes_summary([]) == ""
+    assert codes_summary([8] * 40) == "40 segments, 320 codes: 8 per segment"
 
 
 def test_busy_line_shows_from_the_start(capsys):
