@@ -76,6 +76,13 @@ def _f(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+def _engines_line(doc: dict) -> str:
+    sha = doc.get("manifest_sha256", "")[:16]
+    if doc.get("engine_dir"):
+        return f"Engines: {doc['engine_dir']} (manifest sha256 {sha})."
+    return f"Manifest sha256 {sha}." if sha else "No engines (PyTorch reference only)."
+
+
 def markdown(doc: dict) -> str:
     s, w, lim = doc["summary"], doc["workload"], doc["limits"]
     backends = list(s)
@@ -83,8 +90,7 @@ def markdown(doc: dict) -> str:
              f"Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores, "
              f"{doc['machine']['memory_gib']:.0f} GiB), {doc['machine']['gpu'] or 'no GPU'}. "
              f"Date {doc['date']}. Checkpoints: {doc['checkpoints_size']} ({doc['checkpoints_note']}).",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in doc['versions'].items())}. "
-             f"Manifest {doc['manifest_sha256'][:16]}.", "",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in doc['versions'].items())}. " + _engines_line(doc), "",
              "**Fixed work.** Every backend runs the same texts with the same synthetic 3 s prompt, "
              f"{w['num_beams']} beams (top-k {w['top_k']}, top-p {w['top_p']}, temperature {w['temperature']}), "
              f"{w['diffusion_steps']} CFM steps, CFG {w['cfg_rate']}, and a **fixed number of codes per text** "

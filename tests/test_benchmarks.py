@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def quick_doc(tiny_ckpt, engine_dir, tmp_path_factory):
     return out, doc
 
 
-def test_report_files_are_written_and_consistent(quick_doc):
+def test_report_files_are_written_and_consistent(quick_doc, engine_dir):
     out, doc = quick_doc
     on_disk = json.loads((out / "cpu-quick.json").read_text())
     assert on_disk["summary"] == doc["summary"] and on_disk["workload"]["runs"] == 2
@@ -31,6 +32,8 @@ def test_report_files_are_written_and_consistent(quick_doc):
         assert f"| {t.name} | {t.codes} | PyTorch reference (eager fp32) |" in md
         assert f"| {t.name} | {t.codes} | ONNX Runtime |" in md
     assert "fixed number of codes per text" in md and "not TensorRT" in md
+    # the report names the engines it measured, not "Manifest ." when they live elsewhere
+    assert f"Engines: {engine_dir.resolve()} (manifest sha256 {on_disk['manifest_sha256'][:16]})." in md
     png = out / "cpu-quick.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -110,3 +113,19 @@ def test_compare_puts_25_beside_2(quick_doc, quick_doc_25, tmp_path):
         compare(doc2, other)
     with pytest.raises(ValueError, match="both reports are of indextts-2"):
         compare(doc2, doc2)
+def test_reports_go_to_scratch_unless_asked():
+    """A run leaves the checkout's committed results alone: they are rewritten only with --out
+    benchmarks/results; the default is out/bench, which git ignores."""
+    import subprocess
+
+    import typer
+
+    from indextts_trt.benchmarks.run import DEFAULT_OUT, app
+
+    (out,) = [p for p in typer.main.get_command(app).params if p.name == "out"]
+    assert out.default == DEFAULT_OUT == Path("out/bench")
+    root = Path(__file__).resolve().parents[1]
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(root / DEFAULT_OUT / "cpu-quick.json")], cwd=root)
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert ignored.returncode == 0

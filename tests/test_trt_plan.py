@@ -126,7 +126,7 @@ def test_engine_compatibility_messages():
     msg = engine_compat_error(built, "10.3.0", "NVIDIA L4", "8.9", "engines")
     assert "stage dit_step" in msg and "TensorRT 10.1.0 (this machine has 10.3.0)" in msg
     assert "compute capability 9.0 (NVIDIA H100; this one is 8.9, NVIDIA L4)" in msg
-    assert "tts-export build --precision fp16 --out engines" in msg
+    assert "tts-export build --precision fp16 --checkpoints " in msg and msg.endswith(" --out engines`")
     assert "TensorRT" not in engine_compat_error({**built, "version": "10.3.0"}, "10.3.0", "L4", "8.9").split(
         "built for")[1].split("Rebuild")[0]  # only what differs is named
 
@@ -163,7 +163,7 @@ def test_backend_choice(engine_dir, tmp_path, monkeypatch):
     assert "of no known precision (no build plan)" in choose_backend(d, man, stages, "auto")[1]
     write_plan(d, {"schema": 2, "precision": "fp16", "stages": {}})
     why = choose_backend(d, man, stages, "auto", "fp32")[1]
-    assert f"are fp16, not fp32: build fp32 ones with `tts-export build --precision fp32 --out {d}`" in why
+    assert f"are fp16, not fp32: build fp32 ones with `tts-export build --precision fp32 --checkpoints" in why
 
 
 def test_build_fp16_without_tensorrt_writes_graphs_and_plan_then_stops(tiny_ckpt, tmp_path):
@@ -243,7 +243,7 @@ def test_trt_pipeline_gives_the_onnxruntime_codes(tiny_ckpt, engine_dir, tmp_pat
     assert 10 * np.log10((a.wav.astype(np.float64) ** 2).sum() / max((d ** 2).sum(), 1e-30)) > 40
 
 
-def test_tts_run_backend_trt_refuses_with_the_rebuild_command(engine_dir, tmp_path):
+def test_tts_run_backend_trt_refuses_with_the_rebuild_command(engine_dir, tiny_ckpt, tmp_path):
     from typer.testing import CliRunner
 
     from indextts_trt.runtime.cli import app
@@ -251,6 +251,8 @@ def test_tts_run_backend_trt_refuses_with_the_rebuild_command(engine_dir, tmp_pa
     out = tmp_path / "o.wav"
     r = CliRunner().invoke(app, ["--engine-dir", str(engine_dir), "--backend", "trt", "--out", str(out)])
     assert r.exit_code == 1 and "no TensorRT engines in" in r.output  # the directory's problem: a data error
-    assert f"tts-export build --precision fp16 --out {engine_dir}" in r.output and not out.exists()
+    # the command rebuilds the directory as it was built: its checkpoints, its one parity point
+    want = f"tts-export build --precision fp16 --checkpoints {tiny_ckpt} --out {engine_dir} --points opt"
+    assert want in " ".join(r.output.split()) and not out.exists()
     bad = CliRunner().invoke(app, ["--engine-dir", str(engine_dir), "--backend", "tensorrt", "--out", str(out)])
     assert bad.exit_code != 0 and "use auto, trt" in bad.output

@@ -27,6 +27,7 @@ from ..results import Segment
 from ..sampling import BeamSearch, SamplingOptions
 from ..streaming import ChunkPlan, Crossfader, Grid
 from ..text import TextNormalizer, TextTokenizer, text_to_segments
+from ..workdirs import rebuild_hint
 from .config import max_new_codes, target_mel_length
 from .stages import MAX_BEAMS
 
@@ -80,12 +81,13 @@ class IndexTTS2Pipeline(Pipeline):
         try:
             host = load_file(str(path))
         except Exception as e:  # safetensors raises its own error types for a damaged file
-            raise EngineError(f"{path} is truncated or corrupt ({e}): rebuild with `tts-export build --out "
-                              f"{self.dir}`") from None
+            raise EngineError(f"{path} is truncated or corrupt ({e}): {rebuild_hint(self.dir, self.manifest)}") \
+                from None
         for name, shape in want.items():
             if name not in host or host[name].shape != shape or host[name].dtype != np.float32:
                 got = "missing" if name not in host else f"{host[name].dtype} {host[name].shape}"
-                raise EngineError(f"{path}: tensor {name} is {got}, expected float32 {shape}: rebuild the directory")
+                raise EngineError(f"{path}: tensor {name} is {got}, expected float32 {shape}: "
+                                  f"{rebuild_hint(self.dir, self.manifest)}")
         return host
 
     # ------------------------------------------------------------------ conditioning
