@@ -28,8 +28,8 @@ from ..pipeline import MAX_THREADS, check_open_options
 app = typer.Typer(add_completion=False, help="Serve IndexTTS2 speech over HTTP (OpenAI /v1/audio/speech).")
 log = logging.getLogger("indextts_trt.tts-serve")
 FLAGS = {"max_active": "--max-active", "max_queue": "--max-queue", "threads": "--threads", "backend": "--backend",
-         "port": "--port", "replicas": "--replicas", "max_input_chars": "--max-input-chars",
-         "max_upload_mb": "--max-upload-mb"}
+         "port": "--port", "replicas": "--replicas", "gpus_per_replica": "--gpus-per-replica",
+         "max_input_chars": "--max-input-chars", "max_upload_mb": "--max-upload-mb"}
 
 
 class ServeError(UserError):
@@ -61,7 +61,9 @@ def run(
     max_upload_mb: float = typer.Option(16.0, "--max-upload-mb", help="largest uploaded audio (voice, emotion)"),
     model_name: list[str] = typer.Option([], "--model-name", help="model name(s) clients send (default: the "
                                          "variant's, e.g. indextts-2)"),
-    replicas: int = typer.Option(1, "--replicas", help="replicas, each with its own pipeline (one per GPU)"),
+    replicas: int = typer.Option(1, "--replicas", help="replicas, each with its own pipeline and batch"),
+    gpus_per_replica: float = typer.Option(0.0, "--gpus-per-replica", help="GPUs Ray reserves for each replica (1: "
+                                           "one replica per GPU of the cluster; 0: none, CPU or a single GPU)"),
     ray_address: str | None = typer.Option(None, "--ray-address", help="join this Ray cluster instead of starting "
                                            "a local one (e.g. auto, or ray://head:10001)"),
     no_warmup: bool = typer.Option(False, "--no-warmup", help="skip the warm-up request before ready"),
@@ -87,7 +89,8 @@ def run(
 
             quiet = LoggingConfig(log_level="INFO" if verbose else "WARNING", enable_access_log=verbose)
             serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
-            serve.run(bind(cfg, replicas=replicas, log_level="INFO" if verbose else "WARNING"), name="tts",
+            serve.run(bind(cfg, replicas=replicas, gpus_per_replica=gpus_per_replica,
+                           log_level="INFO" if verbose else "WARNING"), name="tts",
                       route_prefix="/", blocking=False, logging_config=quiet)
             url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
             _wait_ready(url, stop)
@@ -102,7 +105,7 @@ def run(
 
 
 def _config(*, engine_dir, voices_dir, backend, threads, max_active, max_queue, max_input_chars, max_upload_mb,
-            model_name, replicas, port, no_warmup, **_):
+            model_name, replicas, gpus_per_replica, port, no_warmup, **_):
     """Every rule before Ray starts; the engines directory's manifest is read here."""
     from ..manifest import ManifestError, load_manifest
     from ..pipeline import EngineError
@@ -116,6 +119,8 @@ def _config(*, engine_dir, voices_dir, backend, threads, max_active, max_queue, 
         raise OptionError("port", port, "must be in [1, 65535]")
     if replicas < 1:
         raise OptionError("replicas", replicas, "must be >= 1")
+    if not 0 <= gpus_per_replica <= 8:
+        raise OptionError("gpus_per_replica", gpus_per_replica, "must be in [0, 8]")
     if max_input_chars < 1:
         raise OptionError("max_input_chars", max_input_chars, "must be >= 1")
     if not 0 < max_upload_mb <= 1024:

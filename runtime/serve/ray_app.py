@@ -64,10 +64,12 @@ class SpeechServer:
         self.service.close()
 
 
-def bind(cfg: ServeConfig, *, replicas: int = 1, log_level: str = "WARNING"):
-    """The application ``serve.run`` takes."""
+def bind(cfg: ServeConfig, *, replicas: int = 1, gpus_per_replica: float = 0.0, log_level: str = "WARNING"):
+    """The application ``serve.run`` takes; ``gpus_per_replica`` 1 places one replica per GPU of
+    the cluster (Ray sets each one's CUDA_VISIBLE_DEVICES)."""
     per_replica = (cfg.max_active or 8) + cfg.max_queue + 16  # above the replica's own bound: it answers 429
-    return SpeechServer.options(num_replicas=replicas, max_ongoing_requests=per_replica).bind(cfg, log_level)
+    return SpeechServer.options(num_replicas=replicas, max_ongoing_requests=per_replica,
+                                ray_actor_options={"num_cpus": 0, "num_gpus": gpus_per_replica}).bind(cfg, log_level)
 
 
 __all__ = ["SpeechServer", "bind", "app"]

@@ -96,13 +96,14 @@ class TTSService:
             raise NotReady(f"cannot serve: {self.load_error}" if self.load_error else "still loading the engines")
 
     def health(self) -> dict:
+        import os
         import sys
 
         load = self.scheduler.load() if self.scheduler else {}
         return {"status": "ok", "ready": self.ready.is_set(), "error": self.load_error,
                 "engine_dir": str(self.cfg.engine_dir), "backend": getattr(self.pipe, "backend", None),
                 "models": list(self.models), "uptime_s": time.time() - self.started, "torch_loaded": "torch" in sys.modules,
-                **load}
+                "pid": os.getpid(), **load}
 
     def metrics_text(self) -> str:
         if self.scheduler is None:
