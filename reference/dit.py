@@ -192,7 +192,7 @@ class DiT(nn.Module):
         x_res = self.skip_linear(torch.cat([x_res, xt], dim=-1))
         h = self.conv1(x_res).transpose(1, 2)
         t2 = self.t_embedder2(t)
-        h = self.wavenet(h, valid.unsqueeze(1), t2.unsqueeze(2)).transpose(1, 2) + self.res_projection(x_res)
+        h = self.wavenet(h, valid.unsqueeze(1), t2.unsqueeze(2), x_lens).transpose(1, 2) + self.res_projection(x_res)
         return self.conv2(self.final_layer(h, t1).transpose(1, 2))
 
 

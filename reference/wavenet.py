@@ -2,6 +2,13 @@
 
 Each conv is upstream's ``SConv1d``: reflect padding of (k_eff - 1) split (left = total - total//2)
 with its small-input fallback (zero-extend, reflect, trim), then a (weight-normed) Conv1d.
+
+Rows of one batch may have different lengths (serving batches the DiT steps of several requests,
+each padded to the longest). Upstream reflects at the tensor's end, which for a padded row is not
+the row's end: its last frames would read the padding, not their own reflection. So before each
+conv the frames just past a row's length are replaced by that row's reflection
+(:func:`reflect_tail_index`): a padded row's valid frames are then exactly what the row alone gives
+(upstream's case, one row of full length, is the identity and unchanged).
 """
 
 from __future__ import annotations
@@ -18,6 +25,14 @@ def reflect_pad(x: Tensor, left: int, right: int) -> Tensor:
         x = F.pad(x, (0, extra))
     y = F.pad(x, (left, right), mode="reflect")
     return y[..., : y.shape[-1] - extra] if extra else y
+
+
+def reflect_tail_index(lens: Tensor, T: int) -> Tensor:
+    """(B,) lengths → (B, T) source frames: ``p`` inside a row, its reflection ``2(L-1) - p`` past
+    it (clamped at 0 far beyond, where nothing valid reads)."""
+    p = torch.arange(T, device=lens.device)[None, :]
+    last = (lens[:, None] - 1).to(p.dtype)
+    return torch.where(p <= last, p, torch.clamp(2 * last - p, min=0))
 
 
 class NormConv1d(nn.Module):
@@ -48,13 +63,16 @@ class WN(nn.Module):
         self.res_skip_layers = nn.ModuleList(SConv1d(hidden, 2 * hidden if i < n_layers - 1 else hidden, 1)
                                              for i in range(n_layers))
 
-    def forward(self, x: Tensor, x_mask: Tensor, g: Tensor) -> Tensor:
-        """x (B, H, T), x_mask (B, 1, T) float, g (B, gin, 1) → (B, H, T)."""
+    def forward(self, x: Tensor, x_mask: Tensor, g: Tensor, x_lens: Tensor | None = None) -> Tensor:
+        """x (B, H, T), x_mask (B, 1, T) float, g (B, gin, 1), x_lens (B,) (None: every row is
+        T long) → (B, H, T)."""
         out = torch.zeros_like(x)
         g = self.cond_layer(g)
         h2 = 2 * self.hidden
+        src = None if x_lens is None else reflect_tail_index(x_lens, x.shape[-1])[:, None, :].expand_as(x)
         for i in range(self.n_layers):
-            a = self.in_layers[i](x) + g[:, i * h2:(i + 1) * h2]
+            xi = x if src is None else torch.gather(x, 2, src)  # each row reflected at its own end
+            a = self.in_layers[i](xi) + g[:, i * h2:(i + 1) * h2]
             t_act, s_act = torch.split(a, self.hidden, dim=1)
             acts = torch.tanh(t_act) * torch.sigmoid(s_act)
             rs = self.res_skip_layers[i](acts)

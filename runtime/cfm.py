@@ -20,26 +20,40 @@ def cfm_noise(seed: int, n_mels: int, frames: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((frames, n_mels)).astype(np.float32).T[None].copy()
 
 
+def euler_times(steps: int):
+    """(t, dt) of each Euler step, float32 as upstream: ``dt`` from ``linspace``, ``t`` advanced by
+    adding it (not read from the span). The serial loop and the serving batcher both use this."""
+    t_span = np.linspace(0, 1, steps + 1, dtype=np.float32)
+    t = t_span[0]
+    for i in range(1, steps + 1):
+        dt = t_span[i] - t_span[i - 1]
+        yield t, dt
+        t = t + dt
+
+
+def zero_prompt(x: np.ndarray, prompt_len: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` (B, n_mels, T) with each row's prompt frames zeroed (upstream, before the
+    first step too)."""
+    x = x.copy()
+    in_prompt = np.arange(x.shape[-1])[None, :] < prompt_len[:, None]  # (B, T)
+    x[np.broadcast_to(in_prompt[:, None, :], x.shape)] = 0
+    return x
+
+
 def solve_euler(run, x: np.ndarray, prompt_len: np.ndarray, steps: int) -> np.ndarray:
     """Integrate ``x`` (B, n_mels, T) from t=0 to 1 in ``steps`` Euler steps of the stage graph
     ``dit_step`` (one whole step: CFG batch, guided velocity, update, prompt frames zeroed), whose
     constant inputs the caller has set on the runner. ``run(feed, fetch)`` runs the stage with its
     output ``x_next`` fed back as the next ``x`` (on the device where the backend has one); only the
     last step's ``x`` comes back. Returns the mel with each row's prompt frames zero."""
-    x = x.copy()
-    in_prompt = np.arange(x.shape[-1])[None, :] < prompt_len[:, None]  # (B, T)
-    x[np.broadcast_to(in_prompt[:, None, :], x.shape)] = 0  # as upstream, before the first step too
+    x = zero_prompt(x, prompt_len)
     b = x.shape[0]
-    t_span = np.linspace(0, 1, steps + 1, dtype=np.float32)
-    t = t_span[0]
-    for i in range(1, steps + 1):
-        dt = t_span[i] - t_span[i - 1]
+    for i, (t, dt) in enumerate(euler_times(steps)):
         feed = {"t": np.full(b, t, np.float32), "dt": np.full(b, dt, np.float32)}
-        if i == 1:
+        if i == 0:
             feed["x"] = x
-        out = run(feed, ("x_next",) if i == steps else ())
-        t = t + dt
+        out = run(feed, ("x_next",) if i == steps - 1 else ())
     return out["x_next"]
 
 
-__all__ = ["cfm_noise", "solve_euler"]
+__all__ = ["cfm_noise", "euler_times", "zero_prompt", "solve_euler"]

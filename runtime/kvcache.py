@@ -7,6 +7,9 @@ needs, and what each one moves:
 - ``write``: a step's new entries (``kv_new``, one per row) at each row's own position — a few KB,
   never the whole cache;
 - ``reorder``: after a beam step, row ``rows[i]`` becomes a copy of row ``src[i]`` (changed rows only);
+- ``rebuild``: a new row set and capacity — kept rows first, in the given order, then empty rows
+  (serving: requests join and leave the decode batch between steps; one copy per change, never
+  per step);
 - ``grow``: more capacity, keeping the valid prefix. The attention reads every position up to the
   capacity (masked beyond each row's length), so the loop grows the capacity with the lengths
   (:func:`next_capacity`) instead of allocating the longest segment's up front: a step then costs
@@ -40,7 +43,9 @@ class KVCache(Protocol):
     capacity: int
     dtype: np.dtype
 
-    def load_prefix(self, kv0: np.ndarray) -> None: ...
+    def load_prefix(self, kv0: np.ndarray, rows: slice | None = None) -> None: ...
+
+    def rebuild(self, keep: np.ndarray, rows: int, capacity: int) -> None: ...
 
     def write(self, new: np.ndarray, positions: np.ndarray) -> None: ...
 
@@ -70,9 +75,20 @@ class HostKVCache:
     def dtype(self) -> np.dtype:
         return self.array.dtype
 
-    def load_prefix(self, kv0: np.ndarray) -> None:
-        """(L, 2, 1, H, S, hd) → every row's positions [0, S)."""
-        self.array[..., : kv0.shape[4], :] = kv0.astype(self.dtype, copy=False)
+    def load_prefix(self, kv0: np.ndarray, rows: slice | None = None) -> None:
+        """(L, 2, 1, H, S, hd) → positions [0, S) of every row (or of ``rows`` only)."""
+        self.array[:, :, rows or slice(None), :, : kv0.shape[4]] = kv0.astype(self.dtype, copy=False)
+
+    def rebuild(self, keep: np.ndarray, rows: int, capacity: int) -> None:
+        """New row ``i`` is old row ``keep[i]`` (its first ``capacity`` positions); rows past
+        ``len(keep)`` are empty. A smaller capacity drops positions: the caller keeps every kept
+        row's length within it."""
+        keep = np.asarray(keep, np.int64)
+        a = self.array
+        new = np.zeros((*a.shape[:2], rows, a.shape[3], capacity, a.shape[5]), a.dtype)
+        n = min(capacity, a.shape[4])
+        new[:, :, : keep.size, :, :n] = a[:, :, keep, :, :n]
+        self.array, self.version = new, self.version + 1
 
     def write(self, new: np.ndarray, positions: np.ndarray) -> None:
         """new (L, 2, rows, H, 1, hd): row b's entry goes to position ``positions[b]``."""

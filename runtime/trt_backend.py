@@ -230,14 +230,14 @@ class TrtKVCache:
     def _row_bytes(self) -> int:  # one position of one (layer, k/v, row, head)
         return self.hd * self.dtype.itemsize
 
-    def load_prefix(self, kv0: np.ndarray) -> None:
-        """(L, 2, 1, H, S, hd) host → positions [0, S) of every row."""
+    def load_prefix(self, kv0: np.ndarray, rows: slice | None = None) -> None:
+        """(L, 2, 1, H, S, hd) host → positions [0, S) of every row (or of ``rows`` only)."""
         kv0 = np.ascontiguousarray(kv0.astype(self.dtype, copy=False))
         s, item = kv0.shape[4], self.dtype.itemsize
         staging = self.dev.malloc(kv0.nbytes, zero=False, stream=self.stream)
         try:
             self.dev.h2d(staging, kv0, self.stream)
-            for b in range(self.rows):  # every (layer, k/v, head) row of the prefix, into row b
+            for b in range(*(rows or slice(None)).indices(self.rows)):  # each (layer, k/v, head) of it, into row b
                 for ls in range(self.layers * 2):
                     self.dev.copy2d(self._at(ls, b, 0, 0), self.capacity * self._row_bytes,
                                     staging + ls * self.heads * s * self.hd * item, s * self.hd * item,
@@ -285,6 +285,21 @@ class TrtKVCache:
         for i, r in enumerate(rows):
             self.dev.copy2d(self._at(0, int(r), 0, 0), pitch, self._scratch + i * block, n * block, block,
                             self.layers * 2, self.stream)
+
+    def rebuild(self, keep: np.ndarray, rows: int, capacity: int) -> None:
+        """New row ``i`` is old row ``keep[i]`` (its first ``capacity`` positions), the rest empty:
+        one 2-D copy per kept row and (layer, k/v), once per change of the batch's requests."""
+        rb, old_rows, old_cap, old_ptr = self._row_bytes, self.rows, self.capacity, self.ptr
+        new = self.dev.malloc(self.layers * 2 * rows * self.heads * capacity * rb, stream=self.stream)
+        width = min(capacity, old_cap) * rb
+        for i, src in enumerate(np.asarray(keep, np.int64).tolist()):
+            for ls in range(self.layers * 2):
+                self.dev.copy2d(new + ((ls * rows + i) * self.heads) * capacity * rb, capacity * rb,
+                                old_ptr + ((ls * old_rows + src) * self.heads) * old_cap * rb, old_cap * rb, width,
+                                self.heads, self.stream)
+        self.dev.sync(self.stream)
+        self.dev.free(old_ptr)
+        self.ptr, self.rows, self.capacity = new, rows, capacity
 
     def grow(self, capacity: int) -> None:
         if capacity <= self.capacity:

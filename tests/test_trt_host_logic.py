@@ -95,6 +95,30 @@ def test_device_cache_does_what_the_host_cache_does(fake):
     assert not fake.blocks  # everything allocated was freed
 
 
+def test_device_cache_rebuild_and_row_prefix_do_what_the_host_cache_does(fake):
+    """Serving: requests join (a prefix into some rows) and leave (rows kept, moved, capacity
+    changed) the shared decode cache; the device copies give the host cache's result."""
+    from indextts_trt.runtime.trt_backend import TrtKVCache
+
+    rng = np.random.default_rng(2)
+    L, rows, H, cap, hd = 2, 5, 3, 7, 4
+    dev = Device(fake)
+    s = dev.stream()
+    d, h = TrtKVCache(dev, s, L, rows, H, cap, hd, np.float32), HostKVCache(L, rows, H, cap, hd, np.float32)
+    for r in range(rows):  # every row a different prefix
+        kv0 = rng.standard_normal((L, 2, 1, H, 3 + r, hd)).astype(np.float32)
+        d.load_prefix(kv0, slice(r, r + 1))
+        h.load_prefix(kv0, slice(r, r + 1))
+    for keep, n, c in ((np.array([4, 1, 2]), 4, 11), (np.array([3, 0]), 2, 5)):
+        d.rebuild(keep, n, c)
+        h.rebuild(keep, n, c)
+        assert d.shape == h.array.shape
+        np.testing.assert_array_equal(_view(d.ptr, d.shape, np.float32), h.array)
+    d.close()
+    dev.close()
+    assert not fake.blocks
+
+
 # ------------------------------------------------------------------ the runner
 
 

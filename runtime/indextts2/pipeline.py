@@ -46,6 +46,15 @@ class Conditioning:
 
 
 @dataclass
+class GenerationStart:
+    search: BeamSearch  # before its first step
+    kv0: np.ndarray  # (L, 2, 1, H, S, hd) the prefill's cache
+    logits: np.ndarray  # (1, V) the last prompt position's
+    prompt_len: int  # S: cached positions before the first code
+    limit: int  # the most cache positions this segment can need
+
+
+@dataclass
 class Request:
     segments: list  # per segment, what segment_text reads (IndexTTS-2: its text token ids)
     c: Conditioning
@@ -170,24 +179,14 @@ class IndexTTS2Pipeline(Pipeline):
     def generate_steps(self, conds: np.ndarray, text: np.ndarray, opts: SamplingOptions):
         """Yields the beam search after every sampling step (its ``committed()`` codes are final);
         the last one yielded is done."""
-        g = self.cfg.gpt
-        start = g.start_mel_token
-        opts = opts.replace(max_new_tokens=max_new_codes(self.cfg, opts.max_new_tokens))
-        out = self.prefill(conds, text, np.array([[start]], np.int64), np.zeros((1, 1), np.int64))
-        kv0, logits = out["kv"], out["logits"]
-        s = kv0.shape[4]
-        search = BeamSearch(opts, np.array([1] * (s - 1) + [start]), logits.shape[-1], g.stop_mel_token,
-                            suppress_tokens=(start,))
-        nb = search.num_beams
-        spec = self.specs["gpt_decode"]
-        limit = min(s + opts.max_new_tokens + 1, spec.dim_map["CAP"].max)
-        spec.check_sizes({"B": nb, "CAP": s + opts.max_new_tokens + 1})
+        st = self.generation_start(conds, text, opts)
+        search, s, nb = st.search, st.prompt_len, st.search.num_beams
         # the cache grows with the codes (kvcache.next_capacity): a step attends to about as many
         # positions as exist, not to the longest segment the limits allow
-        cache = self.stage("gpt_decode").new_cache(nb, next_capacity(min(s + FIRST_EXTRA, limit), s + 1, limit))
-        cache.load_prefix(kv0)
+        cache = self.stage("gpt_decode").new_cache(nb, next_capacity(min(s + FIRST_EXTRA, st.limit), s + 1, st.limit))
+        cache.load_prefix(st.kv0)
         try:
-            rows = np.repeat(logits, nb, axis=0)
+            rows = np.repeat(st.logits, nb, axis=0)
             k = 0
             while True:
                 tokens, beam_index = search.step(rows)
@@ -198,14 +197,36 @@ class IndexTTS2Pipeline(Pipeline):
                 changed = np.nonzero(beam_index != np.arange(nb))[0]
                 if changed.size:  # copy only the rows whose beam changed, not the whole cache
                     cache.reorder(changed, beam_index[changed])
-                length = s + k - 1  # valid positions; this step's entry goes at index `length`
-                if length + 1 > cache.capacity:
-                    cache.grow(next_capacity(length + 1, cache.capacity, limit))
-                rows = self.run("gpt_decode", cache=cache, mel_ids=tokens[:, None],
-                                mel_pos=np.full((nb, 1), k + 1, np.int64),
-                                cache_len=np.full(nb, length, np.int64))["logits"]
+                feed = self.decode_inputs(tokens, k, s)
+                need = int(feed["cache_len"][0]) + 1
+                if need > cache.capacity:
+                    cache.grow(next_capacity(need, cache.capacity, st.limit))
+                rows = self.run("gpt_decode", cache=cache, **feed)["logits"]
         finally:
             cache.close()
+
+    def generation_start(self, conds: np.ndarray, text: np.ndarray, opts: SamplingOptions) -> GenerationStart:
+        """A segment's prefill and its beam search, before the first decode step (shared by the
+        loop above and the serving batcher, ``batched.py``)."""
+        g = self.cfg.gpt
+        start = g.start_mel_token
+        opts = opts.replace(max_new_tokens=max_new_codes(self.cfg, opts.max_new_tokens))
+        out = self.prefill(conds, text, np.array([[start]], np.int64), np.zeros((1, 1), np.int64))
+        kv0, logits = out["kv"], out["logits"]
+        s = kv0.shape[4]
+        search = BeamSearch(opts, np.array([1] * (s - 1) + [start]), logits.shape[-1], g.stop_mel_token,
+                            suppress_tokens=(start,))
+        spec = self.specs["gpt_decode"]
+        spec.check_sizes({"B": search.num_beams, "CAP": s + opts.max_new_tokens + 1})
+        return GenerationStart(search, kv0, logits, s, min(s + opts.max_new_tokens + 1, spec.dim_map["CAP"].max))
+
+    @staticmethod
+    def decode_inputs(tokens: np.ndarray, k: int, prompt_len: int) -> dict[str, np.ndarray]:
+        """The decode step after ``k`` sampled codes: each row's token, its mel position (k + 1,
+        upstream's HF path) and its valid cache positions (this step's entry goes at that index)."""
+        nb = tokens.shape[0]
+        return {"mel_ids": tokens[:, None], "mel_pos": np.full((nb, 1), k + 1, np.int64),
+                "cache_len": np.full(nb, prompt_len + k - 1, np.int64)}
 
     def latents(self, conds: np.ndarray, text: np.ndarray, codes: np.ndarray) -> np.ndarray:
         g = self.cfg.gpt
@@ -234,6 +255,21 @@ class IndexTTS2Pipeline(Pipeline):
         """Mel of ``frames`` frames for ``content``. Code-chunk streaming passes a window's slice of
         the segment's frame grid (``frames``, from ``frame_offset``) and so gets the noise the whole
         segment would have at those frames."""
+        x, const = self.s2mel_inputs(content, c, options, noise_seed, frames, frame_offset)
+        # the step's constant inputs are bound once per segment (on the device for TensorRT)
+        step = self.stage("dit_step")
+        step.set_constants(const)
+        try:
+            mel = solve_euler(lambda feed, fetch: step.run(feed, feedback={"x_next": "x"}, fetch=fetch), x,
+                              const["prompt_len"], options.diffusion_steps)
+        finally:
+            step.clear_constants()
+        return mel[..., c.ref_mel.shape[-1]:]
+
+    def s2mel_inputs(self, content: np.ndarray, c: Conditioning, options: RunOptions, noise_seed: int, frames: int,
+                     frame_offset: int = 0):
+        """(x, constants): the CFM's initial noise (1, n_mels, T) and the DiT step's other inputs,
+        checked against its ranges (shared by :meth:`s2mel` and the serving batcher)."""
         cond = self.run("length_regulator", content=content,
                         src_index=nearest_index(content.shape[1], frames))["cond"]
         mu = np.concatenate([c.prompt_condition, cond], axis=1)
@@ -243,19 +279,11 @@ class IndexTTS2Pipeline(Pipeline):
             x = np.concatenate([x[..., :t_ref], x[..., t_ref + frame_offset:]], axis=-1)
         prompt_x = np.zeros_like(x)
         prompt_x[..., :t_ref] = c.ref_mel
-        prompt_len = np.array([t_ref], np.int64)
-        # the step's constant inputs are bound once per segment (on the device for TensorRT)
-        const = {"prompt_x": prompt_x, "x_lens": np.array([T], np.int64), "prompt_len": prompt_len, "style": c.style,
-                 "cond": mu, "cfg_rate": np.array([options.cfg_rate], np.float32)}
-        spec, step = self.specs["dit_step"], self.stage("dit_step")
+        const = {"prompt_x": prompt_x, "x_lens": np.array([T], np.int64), "prompt_len": np.array([t_ref], np.int64),
+                 "style": c.style, "cond": mu, "cfg_rate": np.array([options.cfg_rate], np.float32)}
+        spec = self.specs["dit_step"]
         spec.check_sizes(spec.sizes_of({**const, "x": x}))
-        step.set_constants(const)
-        try:
-            mel = solve_euler(lambda feed, fetch: step.run(feed, feedback={"x_next": "x"}, fetch=fetch), x, prompt_len,
-                              options.diffusion_steps)
-        finally:
-            step.clear_constants()
-        return mel[..., t_ref:]
+        return x, const
 
     def vocode(self, mel: np.ndarray) -> np.ndarray:
         return self.run("bigvgan", mel=mel)["wav"][0, 0]
@@ -343,4 +371,12 @@ class IndexTTS2Pipeline(Pipeline):
         yield fader.flush()
 
 
-__all__ = ["IndexTTS2Pipeline", "Conditioning", "Request"]
+    def batched_request(self, text: str, speaker, emotion_audio, options: RunOptions, chunk: ChunkPlan | None):
+        """This request as steps the serving batcher interleaves with other requests'
+        (``runtime/batching.py``); the audio is what :meth:`stream` yields."""
+        from .batched import request_steps
+
+        return request_steps(self, text, speaker, emotion_audio, options, chunk)
+
+
+__all__ = ["IndexTTS2Pipeline", "Conditioning", "Request", "GenerationStart"]
