@@ -32,7 +32,9 @@ def reflect_tail_index(lens: Tensor, T: int) -> Tensor:
     it (clamped at 0 far beyond, where nothing valid reads)."""
     p = torch.arange(T, device=lens.device)[None, :]
     last = (lens[:, None] - 1).to(p.dtype)
-    return torch.where(p <= last, p, torch.clamp(2 * last - p, min=0))
+    q = 2 * last - p
+    # Where, not clamp: TensorRT's ONNX parser takes Clip on floats only (export/data/trt_onnx_ops.json)
+    return torch.where(p <= last, p, torch.where(q > 0, q, torch.zeros_like(q)))
 
 
 class NormConv1d(nn.Module):
