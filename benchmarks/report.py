@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("text", "conditioning", "gpt_generate", "gpt_latents", "s2mel", "bigvgan")
+# every variant's stage timers (IndexTTS-2 has the latent pass, IndexTTS-2.5 the codec decoder; the
+# other's column is 0)
+STAGES = ("text", "conditioning", "gpt_generate", "gpt_latents", "codec_decode", "s2mel", "bigvgan")
 LABELS = {"torch": "PyTorch reference (eager fp32)", "ort": "ONNX Runtime"}
 
 
@@ -37,6 +39,9 @@ def summarize(raw: dict, limits: dict) -> dict:
                 "bigvgan_ms_per_audio_second": 1e3 * med("bigvgan") / max(audio, 1e-12),
                 "audio_seconds": audio,
                 "rtf": med("total") / max(audio, 1e-12),
+                # per code and per second of audio: the two ways to compare variants of different code rates
+                "gpt_generate_ms_per_code": 1e3 * med("gpt_generate") / max(codes or 0, 1),
+                "gpt_generate_seconds_per_audio_second": med("gpt_generate") / max(audio, 1e-12),
             }
             if costs:
                 fig.update(_fractions(fig, costs, name, audio, limits))
@@ -71,6 +76,13 @@ def _f(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+def _engines_line(doc: dict) -> str:
+    sha = doc.get("manifest_sha256", "")[:16]
+    if doc.get("engine_dir"):
+        return f"Engines: {doc['engine_dir']} (manifest sha256 {sha})."
+    return f"Manifest sha256 {sha}." if sha else "No engines (PyTorch reference only)."
+
+
 def markdown(doc: dict) -> str:
     s, w, lim = doc["summary"], doc["workload"], doc["limits"]
     backends = list(s)
@@ -78,8 +90,7 @@ def markdown(doc: dict) -> str:
              f"Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores, "
              f"{doc['machine']['memory_gib']:.0f} GiB), {doc['machine']['gpu'] or 'no GPU'}. "
              f"Date {doc['date']}. Checkpoints: {doc['checkpoints_size']} ({doc['checkpoints_note']}).",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in doc['versions'].items())}. "
-             f"Manifest {doc['manifest_sha256'][:16]}.", "",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in doc['versions'].items())}. " + _engines_line(doc), "",
              "**Fixed work.** Every backend runs the same texts with the same synthetic 3 s prompt, "
              f"{w['num_beams']} beams (top-k {w['top_k']}, top-p {w['top_p']}, temperature {w['temperature']}), "
              f"{w['diffusion_steps']} CFM steps, CFG {w['cfg_rate']}, and a **fixed number of codes per text** "
@@ -104,15 +115,18 @@ def markdown(doc: dict) -> str:
               f"(parallel copy, read + write), float32 GEMM {lim['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s. "
               "GPT decode step limit = (weights it multiplies with + KV cache it reads, fp32) / bandwidth; DiT step "
               "and BigVGAN limits = matmul/conv FLOPs (torch's counter) / GEMM rate. Fraction = limit / measured.", "",
-              "| text | backend | prefill ms | decode ms/step (limit, fraction) | codes/s | DiT ms/step (limit, fraction) "
-              "| BigVGAN ms per audio s (limit, fraction) |", "|---|---|---|---|---|---|---|"]
+              "| text | backend | prefill ms | decode ms/step (limit, fraction) | codes/s | GPT ms per code "
+              "| GPT s per audio s | DiT ms/step (limit, fraction) | BigVGAN ms per audio s (limit, fraction) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name in s[backends[0]]["texts"]:
         for b in backends:
             f = s[b]["texts"][name]["figures"]
             lim_cell = lambda v, l, fr: f"{v:.3g}" + (f" ({f[l]:.3g}, {f[fr]:.1%})" if l in f else "")  # noqa: E731
             lines.append(f"| {name} | {LABELS.get(b, b)} | {f['gpt_prefill_ms']:.1f} | "
                          f"{lim_cell(f['gpt_decode_ms_per_step'], 'limit_gpt_decode_ms_per_step', 'fraction_gpt_decode')} | "
-                         f"{f['codes_per_second']:.1f} | {lim_cell(f['dit_ms_per_step'], 'limit_dit_ms_per_step', 'fraction_dit')} | "
+                         f"{f['codes_per_second']:.1f} | {f['gpt_generate_ms_per_code']:.3g} | "
+                         f"{f['gpt_generate_seconds_per_audio_second']:.3g} | "
+                         f"{lim_cell(f['dit_ms_per_step'], 'limit_dit_ms_per_step', 'fraction_dit')} | "
                          f"{lim_cell(f['bigvgan_ms_per_audio_second'], 'limit_bigvgan_ms_per_audio_second', 'fraction_bigvgan')} |")
     lines += ["", "## Memory and streaming", "", "| backend | peak host RSS (GiB) | models load (s) | time to first audio (s) |",
               "|---|---|---|---|"]

@@ -8,6 +8,9 @@ Full size: give ``--checkpoints`` (e.g. from ``tts-export init-checkpoints --siz
 ``--engine-dir`` built from them; missing engines are built first. ``--quick``: tiny random
 checkpoints and engines in a temporary folder, short texts, one run; for CI, which checks the
 report is produced and well formed, not the timings.
+
+Reports go to ``out/bench/`` (ignored by git) unless ``--out`` says otherwise; the committed
+results are rewritten only when asked: ``--out benchmarks/results``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .workload import QUICK_TEXTS, Workload
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
 BACKENDS = ("torch", "ort")
+DEFAULT_OUT = Path("out/bench")  # scratch, ignored by git; benchmarks/results/ only when --out says so
 
 
 def machine() -> dict:
@@ -93,7 +97,8 @@ def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name
             log("writing tiny random-weight checkpoints")
             init_checkpoints("tiny", checkpoints, seed=0, progress=False)
         size = "tiny" if quick else _size_of(checkpoints)
-        if engine_dir is None:
+        built_here = engine_dir is None
+        if built_here:
             engine_dir = tmp / "engines"
         if "ort" in backends and not (Path(engine_dir) / "manifest.json").is_file():
             from indextts_trt.export.build import build
@@ -113,14 +118,19 @@ def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name
             raw[b] = run_worker(b, {"workload": work.to_json(), "checkpoints": str(checkpoints),
                                     "engine_dir": str(engine_dir)}, tmp, timeout)
             log(f"  {b}: {time.perf_counter() - t0:.0f} s")
-    manifest = Path(engine_dir) / "manifest.json"
+        # read while a temporary engines folder still exists
+        manifest = Path(engine_dir) / "manifest.json"
+        manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else ""
+    engines_where = ("tiny engines built in a temporary folder (deleted after the run)" if built_here
+                     else str(Path(engine_dir).resolve()))
     doc = {
         "schema": 1, "title": f"{name} ({size} random-weight checkpoints)",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(), "versions": versions(),
         "checkpoints_size": size,
         "checkpoints_note": "random weights in the released formats; codes forced to a fixed count",
-        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "",
+        "engine_dir": engines_where if "ort" in backends else "",
+        "manifest_sha256": manifest_sha,
         "workload": {k: v for k, v in work.to_json().items() if k != "extra"},
         "limits": lim, "backends": list(backends), "raw": raw,
         "caveats": ["ONNX Runtime runs its CPU provider here, not TensorRT and not a GPU."
@@ -154,17 +164,26 @@ def _size_of(checkpoints: Path) -> str:
 
 @app.command()
 def main(
-    checkpoints: Path | None = typer.Option(None, "--checkpoints", help="checkpoint directory (full size: "
-                                            "`tts-export init-checkpoints --size full`)"),
+    checkpoints: Path | None = typer.Option(None, "--checkpoints", help="checkpoint directory, needed without "
+                                            "--quick (full size: `tts-export init-checkpoints --size full`; "
+                                            "default with --quick: tiny random ones in a temporary folder)"),
     engine_dir: Path | None = typer.Option(None, "--engine-dir", help="ONNX engines built from --checkpoints "
-                                           "(built here first when missing)"),
-    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="report folder"),
-    name: str | None = typer.Option(None, "--name", help="report file stem (default: cpu-full / cpu-quick)"),
-    backend: list[str] = typer.Option(list(BACKENDS), "--backend", help="torch (PyTorch reference) and/or ort"),
-    runs: int = typer.Option(None, "--runs", help="measured runs per text (default 2; 1 with --quick)"),
-    warmup: int = typer.Option(1, "--warmup"),
-    threads: int = typer.Option(0, "--threads", help="threads for every backend (0: all cores)"),
-    quick: bool = typer.Option(False, "--quick", help="tiny checkpoints, short texts, one run (CI)"),
+                                           "(built there first when missing; default: built in a temporary "
+                                           "folder)"),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="report folder (the committed results: "
+                             "benchmarks/results)"),
+    name: str | None = typer.Option(None, "--name", help="report file stem (default: cpu-full / cpu-quick, gpu-… "
+                                    "with a GPU)"),
+    backend: list[str] = typer.Option(list(BACKENDS), "--backend", metavar="<name>",
+                                      help="torch (PyTorch reference) and/or ort; "
+                                      "repeatable"),
+    runs: int = typer.Option(None, "--runs", show_default=False, help="measured runs per text, >= 1 (default 2; 1 "
+                             "with --quick)"),
+    warmup: int = typer.Option(1, "--warmup", help="warm-up runs of the first text before measuring, >= 0 "
+                               "(discarded)"),
+    threads: int = typer.Option(0, "--threads", help="threads for every backend, >= 0 (0: all cores)"),
+    quick: bool = typer.Option(False, "--quick", help="tiny random checkpoints and engines in a temporary folder, "
+                               "short texts, one run (CI: checks the report, not the timings)"),
 ) -> None:
     """Run the fixed work on each backend and write NAME.json, NAME.md and NAME.png."""
     bad = [b for b in backend if b not in BACKENDS]

@@ -70,19 +70,27 @@ def _ort(args: dict, work: Workload, prompt: Path) -> dict:
     dec.run = tm.wrap(dec.run, lambda a, k: "gpt_decode_step")
     dit.run = tm.wrap(dit.run, lambda a, k: "dit_step")
 
-    def once(text, codes, seed):
-        r = pipe.synthesize(text, prompt, options=work.options(codes, seed))
+    variant = pipe.variant
+    codes = lambda t: work.codes_for(t, variant.codes_per_second)  # noqa: E731
+
+    def once(t, seed):
+        r = pipe.synthesize(t.text, prompt, options=work.options(codes(t), seed, variant, t.language))
         return r.seconds, r.duration, [len(s.codes) for s in r.segments]
 
-    def ttfa(text, codes, seed):
-        t = time.perf_counter()
-        it = pipe.stream(text, prompt, options=work.options(codes, seed), chunk=ChunkPlan(*work.stream_chunk))
+    def ttfa(t, seed):
+        start = time.perf_counter()
+        it = pipe.stream(t.text, prompt, options=work.options(codes(t), seed, variant, t.language),
+                         chunk=ChunkPlan(*work.stream_chunk))
         next(it)
-        first = time.perf_counter() - t
+        first = time.perf_counter() - start
         it.close()  # the rest of the segment is not needed for this figure
         return first
 
-    return _measure(work, once, ttfa, tm, load, {"providers": pipe.providers_in_use})
+    return _measure(work, codes, once, ttfa, tm, load, {"providers": pipe.providers_in_use, **_about(variant)})
+
+
+def _about(variant) -> dict:
+    return {"variant": variant.name, "codes_per_second": variant.codes_per_second}
 
 
 def _in_phase(tm: Timers, phase: str, gen):
@@ -93,20 +101,20 @@ def _in_phase(tm: Timers, phase: str, gen):
 def _torch(args: dict, work: Workload, prompt: Path) -> dict:
     import torch
 
-    from indextts_trt.reference import pipeline as P
+    from indextts_trt.reference import open_reference_pipeline
 
     torch.set_num_threads(work.threads or torch.get_num_threads())
     t0 = time.perf_counter()
-    pipe = P.ReferencePipeline(args["checkpoints"])
+    pipe = open_reference_pipeline(args["checkpoints"])  # the variant's reference pipeline
     load = time.perf_counter() - t0
     tm = Timers()
-    gen_codes = P.generate_codes
+    gen_codes = pipe.generate
 
     def generate(*a, **k):
         with tm.during("generate"):
             return gen_codes(*a, **k)
 
-    P.generate_codes = generate
+    pipe.generate = generate
     gpt = pipe.gpt
     gpt.run_gpt = tm.wrap(gpt.run_gpt, lambda a, k: "" if tm.phase != "generate" else
                           ("gpt_decode_step" if (len(a) > 1 and a[1] is not None) or k.get("past") is not None
@@ -114,31 +122,33 @@ def _torch(args: dict, work: Workload, prompt: Path) -> dict:
     est = pipe.s2mel.estimator
     est.forward = tm.wrap(est.forward, lambda a, k: "dit_step")
 
-    def once(text, codes, seed):
-        r = pipe.synthesize(text, prompt, options=work.options(codes, seed))
+    variant = pipe.variant
+    codes = lambda t: work.codes_for(t, variant.codes_per_second)  # noqa: E731
+
+    def once(t, seed):
+        r = pipe.synthesize(t.text, prompt, options=work.options(codes(t), seed, variant, t.language))
         return r.seconds, r.duration, [len(s.codes) for s in r.segments]
 
-    out = _measure(work, once, None, tm, load, {"torch": torch.__version__, "torch_threads": torch.get_num_threads()})
-    out["costs"] = _costs(pipe, work)
+    out = _measure(work, codes, once, None, tm, load, {"torch": torch.__version__,
+                                                       "torch_threads": torch.get_num_threads(), **_about(variant)})
+    out["costs"] = _costs(pipe, work, codes)
     return out
 
 
-def _costs(pipe, work: Workload) -> dict:
+def _costs(pipe, work: Workload, codes) -> dict:
     """What each unit of work must move or compute, for the physical-limit fractions: bytes a GPT
     decode step reads (every weight it multiplies with, plus the KV cache), matmul/conv FLOPs of a
-    DiT step (the CFG batch of 2) and of BigVGAN per second of audio (torch's FLOP counter). Shapes
-    come from the stage specs, inputs from the stages' parity samplers, models through the same
-    adapters the exporter traces."""
+    DiT step (one request: the graph's CFG batch of 2) and of BigVGAN per second of audio (torch's
+    FLOP counter). Shapes come from the variant's stage specs, inputs from the stages' parity
+    samplers, models through the same adapters the exporter traces, frame counts and text ids from
+    the variant's reference pipeline."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from indextts_trt.export.variant import export_variant, run_reference
-    from indextts_trt.runtime.indextts2.config import target_mel_length
-    from indextts_trt.runtime.options import DEFAULTS
-    from indextts_trt.runtime.text import text_to_segments
 
-    cfg, gpt = pipe.cfg, pipe.gpt
-    ev = export_variant("indextts-2")  # the reference pipeline benchmarked here is IndexTTS-2's
+    cfg, gpt, variant = pipe.cfg, pipe.gpt, pipe.variant
+    ev = export_variant(variant.name)
     specs, sources = ev.runtime.stage_specs(cfg), ev.sources
     weights = sum(p.numel() * p.element_size() for m in (gpt.gpt, gpt.final_norm, gpt.mel_head)
                   for name, p in m.named_parameters()
@@ -155,36 +165,38 @@ def _costs(pipe, work: Workload) -> dict:
         return fc.get_total_flops()
 
     t_ref = pipe.speaker(work.extra["prompt_path"]).ref_mel.shape[-1]
-    dit = {t.name: flops("dit_step", pipe.s2mel, {"B2": 2, "T": t_ref + target_mel_length(t.codes)})
+    opts = {t.name: work.options(codes(t), work.seed, variant, t.language) for t in work.texts}
+    dit = {t.name: flops("dit_step", pipe.s2mel, {"B": 1, "T": t_ref + pipe.mel_frames(codes(t), opts[t.name])})
            for t in work.texts}
     frames = round(cfg.sample_rate / cfg.hop_length)  # ≈ 1 s of audio
     bigvgan_per_s = flops("bigvgan", pipe.bigvgan, {"T_mel": frames}) / (frames * cfg.hop_length / cfg.sample_rate)
     n_conds = specs["gpt_prefill"].input("conds").shape[1]
     positions = {}
-    for t in work.texts:  # cache length while decoding: conds + speed rows, text with bounds, start, codes
-        ids = [i for i in text_to_segments(t.text, pipe.normalizer, pipe.tokenizer,
-                                           DEFAULTS.max_text_tokens_per_segment)[0] if i not in (0, 1)]
-        positions[t.name] = n_conds + (len(ids) + 2) + 1 + t.codes / 2
+    for t in work.texts:  # cache length while decoding: conditioning rows, text with bounds, start, codes
+        ids = [i for i in pipe.text_segments(t.text, opts[t.name])[0] if i not in (0, 1)]
+        positions[t.name] = n_conds + (len(ids) + 2) + 1 + codes(t) / 2
+    nbytes = lambda m: int(sum(p.numel() * p.element_size() for p in m.parameters()))  # noqa: E731
     return {"gpt_step_weight_bytes": int(weights), "kv_bytes_per_position": kv_per_pos,
+            "dit_weight_bytes": nbytes(pipe.s2mel.estimator), "bigvgan_weight_bytes": nbytes(pipe.bigvgan),
             "gpt_mean_cache_positions": positions,
             "dit_step_flops": dit, "bigvgan_flops_per_audio_second": bigvgan_per_s, "prompt_mel_frames": t_ref}
 
 
-def _measure(work: Workload, once, ttfa, tm: Timers, load: float, info: dict) -> dict:
+def _measure(work: Workload, codes_of, once, ttfa, tm: Timers, load: float, info: dict) -> dict:
     texts = work.texts
     for _ in range(work.warmup):  # sessions, allocator, cached prompt conditioning
-        once(texts[0].text, texts[0].codes, work.seed)
+        once(texts[0], work.seed)
     rows = {}
     for t in texts:
         runs = []
         for r in range(work.runs):
             tm.reset()
             t0 = time.perf_counter()
-            secs, dur, codes = once(t.text, t.codes, work.seed + r)
+            secs, dur, codes = once(t, work.seed + r)
             total = time.perf_counter() - t0
-            if codes != [t.codes]:
-                raise RuntimeError(f"text {t.name}: expected one segment of {t.codes} codes, got {codes}; the fixed "
-                                   f"work is broken (segmenting or min/max codes)")
+            if codes != [codes_of(t)]:
+                raise RuntimeError(f"text {t.name}: expected one segment of {codes_of(t)} codes, got {codes}; the "
+                                   f"fixed work is broken (segmenting or min/max codes)")
             runs.append({"total": total, "audio_seconds": dur, "codes": codes[0], **secs,
                          **{k: v for k, v in tm.s.items()}, **{f"{k}_calls": v for k, v in tm.n.items()}})
         rows[t.name] = runs
@@ -192,7 +204,7 @@ def _measure(work: Workload, once, ttfa, tm: Timers, load: float, info: dict) ->
     if ttfa is not None:
         t = max(texts, key=lambda x: x.codes)
         out["ttfa"] = {"text": t.name, "chunk": list(work.stream_chunk),
-                       "seconds": [ttfa(t.text, t.codes, work.seed + r) for r in range(work.runs)]}
+                       "seconds": [ttfa(t, work.seed + r) for r in range(work.runs)]}
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out
 

@@ -4,16 +4,20 @@ Random weights stop at random times, so each text is generated with ``min_new_to
 max_new_tokens = codes``: exactly the codes real weights would need for it (50 codes per second
 of speech; ~3 English words or ~5 Chinese characters per second). The lengths are modest so the
 full-size CPU report, which runs the PyTorch reference too, fits in 20 minutes on 2 cores.
+
+A variant with another code rate (IndexTTS-2.5: 25 codes per second) generates the codes of the
+same speech duration (:meth:`Workload.codes_for`), so two variants' reports compare like for like.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from indextts_trt.runtime.options import DEFAULTS
 from indextts_trt.runtime.sampling import SamplingOptions
 
 _S = SamplingOptions()
+RATE = 50.0  # codes per second of speech that ``Text.codes`` counts (IndexTTS-2's)
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,7 @@ class Text:
     name: str
     language: str
     text: str
-    codes: int  # semantic codes generated for it (one segment)
+    codes: int  # semantic codes generated for it (one segment) at 50 codes per second of speech
 
 
 FULL_TEXTS = (
@@ -76,9 +80,20 @@ class Workload:
                                temperature=self.temperature, repetition_penalty=self.repetition_penalty,
                                max_new_tokens=codes, min_new_tokens=codes)
 
-    def options(self, codes: int, seed: int):
-        return DEFAULTS.replace(sampling=self.sampling(codes), diffusion_steps=self.diffusion_steps,
+    @staticmethod
+    def codes_for(text: Text, codes_per_second: float) -> int:
+        """The text's codes at a variant's code rate: the same seconds of speech."""
+        return max(1, round(text.codes * codes_per_second / RATE))
+
+    def options(self, codes: int, seed: int, variant=None, language: str | None = None):
+        """The run options; with a ``variant`` whose options have a ``language`` (IndexTTS-2.5),
+        its options class with the text's language."""
+        opts = DEFAULTS.replace(sampling=self.sampling(codes), diffusion_steps=self.diffusion_steps,
                                 cfg_rate=self.cfg_rate, seed=seed)
+        cls = getattr(variant, "options_class", None)
+        if cls is not None and language is not None and "language" in {f.name for f in fields(cls)}:
+            opts = cls(**{f.name: getattr(opts, f.name) for f in fields(opts)}, language=language)
+        return opts
 
 
 __all__ = ["Text", "Workload", "FULL_TEXTS", "QUICK_TEXTS"]

@@ -198,6 +198,10 @@ def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, f
             if not intact:
                 for f in produced:
                     os.replace(onnx_dir / f, out / f)
+                for g in ((entry or {}).get("graphs") or {}).values():  # converted from the graph just replaced
+                    for f in g.get("files", {}):
+                        if f not in produced:
+                            (out / f).unlink(missing_ok=True)
         manifest["stages"][name] = {
             "description": spec.description, "files": {f: sha256_file(out / f) for f in produced},
             "sizes": {f: (out / f).stat().st_size for f in produced},  # checked at every load (runtime)
@@ -209,6 +213,8 @@ def _build(models: ReferenceModels, specs: dict, chosen: list[str], out: Path, f
             "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in spec.outputs],
             "checkpoint_files": hashes_for(src.model), "export_seconds": round(rep.seconds[name], 2),
             "parity": {"passed": True, "precision": "fp32", "check_key": check, "checks": [c.to_json() for c in checks]},
+            # the fp16/bf16 graphs made from this graph (precision_graphs.py); a new graph drops them
+            "graphs": (entry or {}).get("graphs", {}) if intact else {},
         }
         save_manifest(out, manifest)
         (rep.rejudged if intact else rep.built).append(name)

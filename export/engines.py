@@ -1,9 +1,9 @@
-"""After the ONNX graphs: precision analysis → build plan → TensorRT engines → parity vs ONNX Runtime.
+"""After the gated ONNX graphs (fp32, and fp16/bf16 from ``precision_graphs``): the TensorRT
+build plan → the engines → their parity with ONNX Runtime.
 
-The first two steps are plain code and run everywhere; they are written to the engines directory
-(``precision_<p>.json`` / ``precision_report.md``, ``trt_plan.json``) before TensorRT is even
-imported, so a machine without TensorRT still gets the full plan and a clear statement that no
-engine was built and why.
+The plan is plain code and runs everywhere; it is written (``trt_plan.json``) before TensorRT is
+even imported, so a machine without TensorRT still gets the full plan and a clear statement that
+no engine was built and why.
 """
 
 from __future__ import annotations
@@ -27,51 +27,18 @@ def _specs(out: Path, manifest: dict) -> dict:
     return variant.stage_specs(variant.load_config(out / "config.yaml"))
 
 
-def precision_analysis(checkpoints, out: Path, precision: str, stages: list[str], progress: bool, log) -> dict:
-    """stage -> analysis JSON, reusing a stored result whose graph (sha256) is unchanged."""
-    from .precision import analyze_stage, markdown
-    from .variant import ReferenceModels
+def plan_engines(out: Path, precision: str, tf32: bool = False, log=print) -> dict:
+    """The TensorRT build plan from the directory's graphs: the fp32 exports, or the gated
+    ``precision`` graphs ``precision_graphs.make_precision_graphs`` recorded in the manifest."""
+    from .precision_graphs import plan_graphs
 
-    manifest = load_manifest(out)
-    path = out / f"precision_{precision}.json"
-    stored = json.loads(path.read_text()) if path.is_file() else {}
-    models = ReferenceModels(checkpoints)
-    specs, sources = models.variant.runtime.stage_specs(models.cfg), models.variant.sources
-    results = {}
-    from tqdm import tqdm
-
-    for name in tqdm(stages, desc=f"{precision} analysis", unit="stage", disable=not progress):
-        sha = manifest["stages"][name]["files"][manifest["stages"][name]["onnx"]]
-        if name in stored and stored[name].get("onnx_sha256") == sha:
-            results[name] = stored[name]
-            continue
-        r = analyze_stage(models.adapter(name), specs[name], sources[name].sampler, precision)
-        results[name] = {**r.to_json(), "onnx_sha256": sha}
-        later = stages[stages.index(name) + 1:]
-        if all(sources[s].model != sources[name].model for s in later):
-            models.release(sources[name].model)  # full size: GBs per model
-        path.write_text(json.dumps({**stored, **results}, indent=1))
-    from .precision import StagePrecision
-
-    objs = [StagePrecision(**{k: v for k, v in results[n].items() if k != "onnx_sha256"}) for n in stages]
-    (out / "precision_report.md").write_text(markdown(objs, f"{precision} safety analysis ({out})"))
-    log(f"{precision} analysis: {sum(not o.passed_without for o in objs)} of {len(objs)} stages need fp32 islands; "
-        f"report: {out / 'precision_report.md'}")
-    return results
-
-
-def plan_engines(checkpoints, out: Path, precision: str, progress: bool = True, log=print) -> dict:
     manifest = load_manifest(out)
     specs = _specs(out, manifest)
-    graphs = None
-    if precision != "fp32":
-        from .mixed_precision import convert_stages
-
-        analysis = precision_analysis(checkpoints, out, precision, list(manifest["stages"]), progress, log)
-        graphs = convert_stages(out, manifest, specs, precision, {n: a["islands"] for n, a in analysis.items()}, log)
-    plan = make_plan(out, manifest, specs, precision, graphs)
+    graphs = plan_graphs(manifest, precision) if precision != "fp32" else None
+    plan = make_plan(out, manifest, specs, precision, graphs, tf32=tf32)
     write_plan(out, plan)
-    log(f"TensorRT build plan: {out / PLAN_FILE} ({len(plan['stages'])} stages, {precision})")
+    log(f"TensorRT build plan: {out / PLAN_FILE} ({len(plan['stages'])} stages, {precision}"
+        f"{', TF32 allowed' if tf32 else ''})")
     return plan
 
 
@@ -83,7 +50,7 @@ def build_and_check(out: Path, plan: dict, stages: list[str] | None, force: bool
     from indextts_trt.runtime.trt_backend import TrtRunner
 
     from .parity import judge
-    from .trt_build import build_engines
+    from .trt_build import EngineBuildError, build_engines
     from .variant import export_variant
 
     manifest = load_manifest(out)
@@ -93,28 +60,36 @@ def build_and_check(out: Path, plan: dict, stages: list[str] | None, force: bool
     failed = []
     for name in built:
         spec, entry = specs[name], manifest["stages"][name]
-        trt_stage = TrtRunner(out / entry["trt"]["engine"], spec, plan["stages"][name])
-        ort_stage = OrtRunner(out / entry["onnx"], spec)
+        # TF32 rounds matmul inputs to a 10-bit mantissa, fp16's: fp32 engines built with it are
+        # judged at the fp16 tolerances, never at fp32's
+        judged_as = "fp16" if plan.get("tf32") and entry["trt"]["precision"] == "fp32" else entry["trt"]["precision"]
         checks = []
-        for prof in trt_stage.profiles:
-            sizes = spec.resolve({d: v[1] for d, v in prof.dims.items()})
-            feed = sources[name].sampler(spec, sizes, np.random.default_rng(7))
-            ref, got = ort_stage.run(feed), trt_stage.run(feed)
-            for t in spec.outputs:
-                ok, err, measure, limit = judge(ref[t.name], got[t.name], spec.tolerance(t.name, entry["trt"]["precision"]))
-                checks.append({"profile": prof.name, "output": t.name, "max_abs_err": err, "measure": measure,
-                               "limit": limit, "passed": ok})
-        trt_stage.close()
-        ort_stage.close()
-        entry["trt"]["parity"] = {"vs": "onnxruntime CPU", "checks": checks, "passed": all(c["passed"] for c in checks)}
+        try:
+            with TrtRunner(out / entry["trt"]["engine"], spec, plan["stages"][name]) as trt_stage, \
+                    OrtRunner(out / entry["onnx"], spec) as ort_stage:
+                for prof in trt_stage.profiles:
+                    sizes = spec.resolve({d: v[1] for d, v in prof.dims.items()})
+                    feed = sources[name].sampler(spec, sizes, np.random.default_rng(7))
+                    ref, got = ort_stage.run(feed), trt_stage.run(feed)
+                    for t in spec.outputs:
+                        ok, err, measure, limit = judge(ref[t.name], got[t.name], spec.tolerance(t.name, judged_as))
+                        checks.append({"profile": prof.name, "output": t.name, "max_abs_err": err,
+                                       "measure": measure, "limit": limit, "passed": ok})
+        except Exception as e:  # noqa: BLE001 - the engine cannot be run: it is not kept, and the stage is named
+            (out / entry["trt"]["engine"]).unlink(missing_ok=True)
+            entry["trt"] = None
+            save_manifest(out, manifest)
+            raise EngineBuildError(f"stage {name}: the built engine does not run: {type(e).__name__}: {e}") from None
+        entry["trt"]["parity"] = {"vs": "onnxruntime CPU, fp32 graph", "judged_as": judged_as, "checks": checks,
+                                  "passed": all(c["passed"] for c in checks)}
         if not entry["trt"]["parity"]["passed"]:
             failed.append(name)
             (out / entry["trt"]["engine"]).unlink(missing_ok=True)
             entry["trt"] = None
         save_manifest(out, manifest)
     if failed:
-        raise RuntimeError(f"TensorRT parity failed for {', '.join(failed)} (engines removed); see the manifest")
+        raise EngineBuildError(f"TensorRT parity failed for {', '.join(failed)} (engines removed); see the manifest")
     return built
 
 
-__all__ = ["precision_analysis", "plan_engines", "build_and_check"]
+__all__ = ["plan_engines", "build_and_check"]

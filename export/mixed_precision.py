@@ -8,7 +8,7 @@ with Casts at the island boundaries. Around it, our own passes:
 
 - the graph's I/O dtypes follow a per-tensor policy (``io_policy``): float I/O stays fp32 where the
   runtime needs it, the KV cache is carried in the low precision (half the bytes per decode step;
-  the cache update stays one ScatterND from ``kv`` to ``kv_out``, which ONNX Runtime does in place);
+  the decode step reads it and writes only the new position's ``kv_new``);
   integer I/O (codes, ids, lengths) is never touched;
 - Cast pairs that round-trip exactly (fp16 → fp32 → fp16) are removed;
 - ModelOpt's inferred intermediate shapes are dropped (it writes one symbolic name, ``unk``, for
@@ -41,8 +41,6 @@ FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 _NP = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
        "int64": TensorProto.INT64, "int32": TensorProto.INT32, "bool": TensorProto.BOOL}
 _NAME = {v: k for k, v in _NP.items()}
-# stage -> float I/O carried in the low precision (the rest stays fp32 at the boundary)
-LOW_PRECISION_IO = {"gpt_prefill": ("kv",), "gpt_decode": ("kv", "kv_out")}
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GiB limit, with room for the graph itself
 # ops with no float compute of their own: their dtype follows their inputs wherever they sit
 _TYPE_FOLLOWERS = {"Cast", "Shape", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gather",
@@ -66,12 +64,10 @@ class Conversion:
 
 
 def io_policy(spec: StageSpec, precision: str) -> dict[str, str]:
-    """Each graph I/O tensor's dtype in the ``precision`` graph: fp32 for float tensors the
-    runtime reads or writes as fp32, the low precision for the KV cache, integers unchanged."""
-    low = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[precision]
-    carried = LOW_PRECISION_IO.get(spec.name, ())
-    return {t.name: (low if t.name in carried else "float32") if t.dtype == "float32" else t.dtype
-            for t in spec.inputs + spec.outputs}
+    """Each graph I/O tensor's dtype in the ``precision`` graph, as the spec states it
+    (``TensorSpec.dtype_at``): the KV cache in the low precision, other float I/O fp32, integers
+    unchanged."""
+    return {t.name: t.dtype_at(precision) for t in spec.inputs + spec.outputs}
 
 
 def _modelopt_convert(fp32_path: Path, precision: str, keep: set[str]) -> onnx.ModelProto:
@@ -312,35 +308,6 @@ def _modelopt_version() -> str:
     return getattr(modelopt, "__version__", "?")
 
 
-def convert_stages(engine_dir: str | Path, manifest: dict, specs: dict[str, StageSpec], precision: str,
-                   islands: dict[str, list[str]], log=print) -> dict[str, dict]:
-    """Convert every stage of ``manifest`` (its fp32 graph) to ``precision`` with the fp32 islands
-    ``islands[stage]`` (module paths, resolved to node names; ``[""]`` = the whole stage, which
-    then keeps its fp32 graph, with the reason). Returns ``trt_plan.make_plan``'s ``graphs``."""
-    from indextts_trt.runtime.files import sha256_file
-    from .trt_plan import island_nodes
-
-    engine_dir = Path(engine_dir)
-    graphs = {}
-    for name, entry in manifest["stages"].items():
-        isl = islands.get(name, [])
-        if isl == [""]:
-            graphs[name] = {"onnx": entry["onnx"], "sha256": entry["files"][entry["onnx"]], "precision": "fp32",
-                            "note": f"{precision} fails even with every island; built fp32"}
-            continue
-        fp32 = engine_dir / entry["onnx"]
-        nodes = island_nodes(fp32, isl) if isl else []
-        if isl and not nodes:
-            raise ConversionError(f"stage {name}: the fp32 islands {isl[:3]}... match no node of {fp32.name}; the "
-                                  "graph lacks name_scopes metadata or the islands are for another model")
-        out = engine_dir / f"{name}.{precision}.onnx"
-        c = convert(fp32, out, precision, nodes, io_policy(specs[name], precision))
-        log(f"  {precision:<7s} {name:<22s} {c.seconds:5.1f} s, {len(nodes)} fp32 island nodes, {c.casts} casts")
-        graphs[name] = {"onnx": out.name, "sha256": sha256_file(out), "precision": precision,
-                        "note": f"fp32 islands: {len(nodes)} nodes" if nodes else ""}
-    return graphs
-
-
 def ort_runner(path: str | Path, threads: int = 2):
     """feed (float32/int64 numpy) -> outputs as float32/int64, for a graph whose float I/O may be
     fp16: inputs are cast to the graph's dtypes, fp16 outputs back to float32 for judging."""
@@ -362,4 +329,4 @@ def ort_runner(path: str | Path, threads: int = 2):
     return run
 
 
-__all__ = ["convert", "convert_stages", "Conversion", "ConversionError", "io_policy", "ort_runner", "LOW_PRECISION_IO"]
+__all__ = ["convert", "Conversion", "ConversionError", "io_policy", "ort_runner"]

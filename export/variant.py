@@ -73,6 +73,42 @@ class ExportVariant:
         return files_fingerprint(self.code_files)
 
 
+GLOSSARY = "glossary.yaml"  # optional user term readings, read from <model_dir>/ as upstream
+
+
+def emotion_host_tensors(models) -> dict[str, np.ndarray]:
+    """The emotion preset matrices (feat1.pt/feat2.pt, torch pickles upstream) as float32 arrays."""
+    import torch
+
+    from indextts_trt.reference.unified_voice import load_emo_matrices
+
+    lay, cfg = models.layout, models.cfg
+    spk, emo = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
+    return {"spk_matrix": torch.cat(spk).numpy().astype(np.float32),
+            "emo_matrix": torch.cat(emo).numpy().astype(np.float32)}
+
+
+def write_host_bundle(models, out: Path, copies, tensors: dict[str, np.ndarray]) -> dict[str, str]:
+    """The host files of a variant: ``copies`` (checkpoint files the runtime reads as they are, e.g.
+    config.yaml and the tokenizer) and the optional glossary copied, ``tensors`` written as
+    host_data.safetensors. Returns {file name: sha256} of the variant's host files (+ glossary)."""
+    import shutil
+
+    from safetensors.numpy import save
+
+    from indextts_trt.runtime.files import atomic_write, sha256_file, write_bytes_atomic
+
+    glossary = models.layout.root / GLOSSARY
+    for src in (*copies, *([glossary] if glossary.is_file() else [])):
+        atomic_write(out / src.name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    if not glossary.is_file():
+        (out / GLOSSARY).unlink(missing_ok=True)  # a glossary removed from the checkpoints goes here too
+    # serialized in memory, written atomically: a full disk is then a WriteError naming the file
+    write_bytes_atomic(out / "host_data.safetensors", save(tensors))
+    names = (*models.variant.runtime.host_files, GLOSSARY)
+    return {name: sha256_file(out / name) for name in names if (out / name).is_file()}
+
+
 def run_reference(module: nn.Module, spec: StageSpec, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The adapter on a numpy feed (inputs in spec order), outputs by the spec's names."""
     import torch
@@ -120,7 +156,7 @@ class ReferenceModels:
 
 
 # Built-in export halves, imported on first use (each imports torch and the reference models).
-_BUILTIN = {"indextts-2": "indextts_trt.export.indextts2:EXPORT"}
+_BUILTIN = {"indextts-2": "indextts_trt.export.indextts2:EXPORT", "indextts-2.5": "indextts_trt.export.indextts25:EXPORT"}
 _REGISTRY: dict[str, ExportVariant] = {}
 
 
@@ -144,4 +180,5 @@ def export_variant(name: str) -> ExportVariant:
 
 
 __all__ = ["ExportVariant", "ModelSource", "StageSource", "ReferenceModels", "Sampler", "generic_inputs", "run_reference",
+           "write_host_bundle", "emotion_host_tensors", "GLOSSARY",
            "export_variant", "register_export_variant", "unregister_export_variant"]

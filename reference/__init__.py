@@ -7,7 +7,8 @@ import importlib
 from pathlib import Path
 
 # model variant -> its reference pipeline class
-PIPELINES = {"indextts-2": "indextts_trt.reference.pipeline:ReferencePipeline"}
+PIPELINES = {"indextts-2": "indextts_trt.reference.pipeline:ReferencePipeline",
+             "indextts-2.5": "indextts_trt.reference.v25.pipeline:ReferencePipelineV25"}
 
 
 def open_reference_pipeline(checkpoints: str | Path):

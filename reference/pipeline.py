@@ -36,7 +36,7 @@ from indextts_trt.runtime.options import DEFAULTS, RunOptions
 from indextts_trt.runtime.results import Result, Segment
 from indextts_trt.runtime.text import TextNormalizer, TextTokenizer, text_to_segments
 
-from .generation import generate_codes, latents as gpt_latents
+from .generation import GenerationResult, generate_codes, latents as gpt_latents
 from .loaders import MODELS
 from .unified_voice import load_emo_matrices
 
@@ -57,22 +57,39 @@ class SpeakerConditioning:
 
 
 class ReferencePipeline:
-    """Loads every model of a checkpoint directory once; synthesizes on CPU in fp32."""
+    """Loads every model of a checkpoint directory once; synthesizes on CPU in fp32.
+
+    A variant's reference pipeline subclasses this and overrides the per-request steps that differ
+    (``open_text``, ``text_segments``, ``prompt_content``, ``conds``, ``generate``, ``mel_frames``,
+    ``mel``); the request loop, the conditioning cache and the emotion mixing are shared."""
+
+    variant_name = "indextts-2"
+    layout_class = CheckpointLayout
+    models = MODELS  # the variant's reference models by name (reference/loaders.py)
 
     def __init__(self, checkpoints: str | Path):
-        lay = CheckpointLayout(Path(checkpoints))
-        self.cfg: IndexTTSConfig = lay.check()
+        lay = self.layout_class(Path(checkpoints))
+        self.cfg = lay.check()
         cfg = self.cfg
         t0 = time.perf_counter()
-        self.normalizer = TextNormalizer()
-        self.normalizer.load_glossary_yaml(lay.root / "glossary.yaml")  # optional, as upstream
-        self.tokenizer = TextTokenizer(lay.bpe_model())
+        self.open_text(lay)
         self.gpt, self.w2v, self.codec, self.campplus, self.s2mel, self.bigvgan = (
-            MODELS[m].load(lay, cfg) for m in ("gpt", "w2v", "codec", "campplus", "s2mel", "bigvgan"))
+            self.models[m].load(lay, cfg) for m in ("gpt", "w2v", "codec", "campplus", "s2mel", "bigvgan"))
         self.spk_matrix, self.emo_matrix = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
         self.load_seconds = time.perf_counter() - t0
         self._spk_cache: dict[tuple[str, float], SpeakerConditioning] = {}
         self._emo_cache: dict[tuple[str, float], torch.Tensor] = {}
+
+    @property
+    def variant(self):
+        from indextts_trt.runtime.variant import get_variant
+
+        return get_variant(self.variant_name)
+
+    def open_text(self, lay) -> None:
+        self.normalizer = TextNormalizer()
+        self.normalizer.load_glossary_yaml(lay.root / "glossary.yaml")  # optional, as upstream
+        self.tokenizer = TextTokenizer(lay.bpe_model())
 
     # ------------------------------------------------------------------ conditioning (cached)
 
@@ -83,6 +100,11 @@ class ReferencePipeline:
         m = torch.from_numpy(np.asarray(mask, dtype=bool))[None]
         return self.w2v(x, m)  # (1, T50, semantic_dim)
 
+    def prompt_content(self, spk: torch.Tensor) -> torch.Tensor:
+        """What the length regulator stretches to the prompt's mel: S_ref, the codec's quantized
+        features (1, T50, semantic_dim)."""
+        return self.codec.quantize(spk)[1]
+
     @torch.no_grad()
     def speaker(self, path: str | Path) -> SpeakerConditioning:
         key = (str(Path(path).resolve()), Path(path).stat().st_mtime if Path(path).exists() else 0.0)
@@ -90,10 +112,9 @@ class ReferencePipeline:
             return self._spk_cache[key]
         prompt = load_prompt(path)
         spk = self.semantic_features(prompt.wav16k)
-        _, s_ref = self.codec.quantize(spk)  # (1, T50, semantic_dim), continuous quantized
         ref_mel = torch.from_numpy(mel_spectrogram(prompt.wav22k))[None]  # (1, n_mels, T_ref)
         style = self.campplus(torch.from_numpy(campplus_features(prompt.wav16k))[None])  # (1, style_dim)
-        prompt_condition = self.s2mel.length_regulator(s_ref, ref_mel.shape[-1])
+        prompt_condition = self.s2mel.length_regulator(self.prompt_content(spk), ref_mel.shape[-1])
         cond = SpeakerConditioning(spk, prompt_condition, ref_mel, style, self.semantic_features(prompt.emo16k))
         self._spk_cache = {key: cond}  # upstream keeps only the last prompt
         return cond
@@ -104,6 +125,35 @@ class ReferencePipeline:
         if key not in self._emo_cache:
             self._emo_cache = {key: self.semantic_features(load_emotion_prompt(path))}
         return self._emo_cache[key]
+
+    # ------------------------------------------------------------------ the per-segment steps
+
+    def text_segments(self, text: str, options: RunOptions) -> list[list[int]]:
+        return text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
+                                options.quick_streaming_tokens, hard_limit=self.cfg.gpt.max_text_tokens)
+
+    def conds(self, spk: SpeakerConditioning, emovec: torch.Tensor) -> torch.Tensor:
+        return self.gpt.conds_latent(spk.spk_cond_emb, emovec)
+
+    def generate(self, conds: torch.Tensor, ids: np.ndarray, options: RunOptions, sampling) -> GenerationResult:
+        return generate_codes(self.gpt, conds, torch.from_numpy(ids), sampling, stop_token=self.cfg.gpt.stop_mel_token,
+                              max_new_tokens=sampling.max_new_tokens)
+
+    def mel_frames(self, num_codes: int, options: RunOptions) -> int:
+        return target_mel_length(num_codes)
+
+    def mel(self, conds: torch.Tensor, ids: np.ndarray, codes: np.ndarray, spk: SpeakerConditioning,
+            options: RunOptions, noise: torch.Tensor, secs: dict) -> torch.Tensor:
+        """The generated mel of a segment: the latent pass, then S2Mel (times in ``secs``)."""
+        t = time.perf_counter()
+        codes_t = torch.from_numpy(codes)[None]
+        lat = gpt_latents(self.gpt, conds, torch.from_numpy(ids), codes_t[0])  # (1, N, model_dim)
+        secs["gpt_latents"] = time.perf_counter() - t
+        t = time.perf_counter()
+        mel = self.s2mel.infer(lat, self.codec.vq2emb(codes_t), spk.prompt_condition, spk.ref_mel, spk.style,
+                               n_steps=options.diffusion_steps, cfg_rate=options.cfg_rate, noise=noise)
+        secs["s2mel"] = time.perf_counter() - t
+        return mel
 
     # ------------------------------------------------------------------------------ synthesis
 
@@ -123,10 +173,10 @@ class ReferencePipeline:
                       options: RunOptions = DEFAULTS,
                       progress: bool = False) -> Iterator[tuple[Segment, dict[str, float]]]:
         cfg = self.cfg
-        options = options.check_request(emotion_audio)  # the runtime's rules, shared
+        # the runtime's rules, shared: the variant's options class, then the request's
+        options = self.variant.request_options(options).check_request(emotion_audio)
         t = time.perf_counter()
-        segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
-                                    options.quick_streaming_tokens, hard_limit=cfg.gpt.max_text_tokens)
+        segments = self.text_segments(text, options)
         secs = {"text": time.perf_counter() - t}
 
         t = time.perf_counter()
@@ -146,28 +196,18 @@ class ReferencePipeline:
                 w = torch.tensor(emo_vector, dtype=torch.float32)
                 emovec_mat = self.gpt.emo_vector_from_weights(w, spk.style, self.spk_matrix, self.emo_matrix)
                 emovec = emovec_mat + (1 - w.sum()) * emovec
-            conds = self.gpt.conds_latent(spk.spk_cond_emb, emovec)
-            text_ids = np.asarray(ids, dtype=np.int64)
-            sampling = options.segment_sampling(i)
-            gen = generate_codes(self.gpt, conds, torch.from_numpy(text_ids), sampling,
-                                 stop_token=cfg.gpt.stop_mel_token, max_new_tokens=sampling.max_new_tokens)
+            conds = self.conds(spk, emovec)
+            ids = np.asarray(ids, dtype=np.int64)
+            gen = self.generate(conds, ids, options, options.segment_sampling(i))
             codes = np.asarray(gen.codes, dtype=np.int64)
             if len(codes) == 0:
                 log.warning("segment %d: the GPT stopped before any code; skipping it", i)
                 continue
             seg_secs["gpt_generate"] = time.perf_counter() - t
 
-            t = time.perf_counter()
-            codes_t = torch.from_numpy(codes)[None]
-            lat = gpt_latents(self.gpt, conds, torch.from_numpy(text_ids), codes_t[0])  # (1, N, model_dim)
-            seg_secs["gpt_latents"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            t_total = spk.ref_mel.shape[-1] + target_mel_length(len(codes))
+            t_total = spk.ref_mel.shape[-1] + self.mel_frames(len(codes), options)
             noise = torch.from_numpy(cfm_noise(options.noise_seed(i), cfg.n_mels, t_total))
-            mel = self.s2mel.infer(lat, self.codec.vq2emb(codes_t), spk.prompt_condition, spk.ref_mel, spk.style,
-                                   n_steps=options.diffusion_steps, cfg_rate=options.cfg_rate, noise=noise)
-            seg_secs["s2mel"] = time.perf_counter() - t
+            mel = self.mel(conds, ids, codes, spk, options, noise, seg_secs)
 
             t = time.perf_counter()
             wav = self.bigvgan(mel.float())[0, 0].numpy().astype(np.float32)

@@ -89,11 +89,13 @@ def write_random_s2mel(cfg: IndexTTSConfig, path: str | Path, seed: int) -> None
     write_s2mel(build_s2mel(cfg), path)
 
 
-def load_s2mel(path: str | Path, cfg: IndexTTSConfig) -> S2Mel:
+def load_s2mel(path: str | Path, cfg: IndexTTSConfig, cls: type = S2Mel) -> S2Mel:
+    """Each sub-dict of ``net`` the model builds, strictly; others are ignored (as upstream's
+    ``load_checkpoint2`` ignores what the model does not build)."""
     obj, path = load_pickled(path, "s2mel checkpoint")
     net = expect_mapping(obj, path, "net")
-    model = S2Mel(cfg)
-    for name in SUBMODULES:
+    model = cls(cfg)
+    for name in model.models:
         if name not in net:
             raise CheckpointError(f"{path}: net has no '{name}' sub-dict (found {sorted(net)})")
         sd = strip_prefix(expect_mapping(net[name], f"{path}[net][{name}]"))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from indextts_trt.runtime.indextts2.config import IndexTTSConfig
+from indextts_trt.runtime.text.multilingual import NUM_LANGUAGE_ROWS
 
 from .checkpoint_io import CheckpointError, expect_mapping, load_pickled, load_strict, strip_prefix, torch_save
 from .conformer import ConformerEncoder
@@ -39,7 +40,12 @@ class LearnedPositionEmbeddings(nn.Module):
 
 
 class UnifiedVoice(nn.Module):
-    def __init__(self, cfg: IndexTTSConfig):
+    """``spk_cond_mode`` as upstream's model_v2: "conformer" (IndexTTS-2: speaker conformer +
+    perceiver, speed rows) or "campplus" (IndexTTS-2.5: ``spk_emb_proj`` on the CAMPPlus vector and
+    a ``lang_embedding``; see reference/v25/unified_voice.py). Modules are registered in upstream's
+    order, which fixes the random initialization of the checkpoints we write."""
+
+    def __init__(self, cfg: IndexTTSConfig, spk_cond_mode: str = "conformer"):
         super().__init__()
         g = cfg.gpt
         d = g.model_dim
@@ -48,16 +54,22 @@ class UnifiedVoice(nn.Module):
         self.start_mel_token, self.stop_mel_token = g.start_mel_token, g.stop_mel_token
         self.start_text_token, self.stop_text_token = g.start_text_token, g.stop_text_token
         cm, em = g.condition_module, g.emo_condition_module
-        self.conditioning_encoder = ConformerEncoder(cfg.semantic_dim, cm.output_size, cm.attention_heads,
-                                                     cm.linear_units, cm.num_blocks)
-        self.perceiver_encoder = PerceiverResampler(d, cm.output_size, g.condition_num_latent, cm.perceiver_dim_head,
-                                                    cm.attention_heads, cm.perceiver_mult)
-        self.speed_emb = nn.Embedding(2, d)
+        campplus = spk_cond_mode == "campplus"
+        if campplus:
+            self.spk_emb_proj = nn.Linear(cfg.campplus.embedding_size, d)  # upstream: a literal 192
+        else:
+            self.conditioning_encoder = ConformerEncoder(cfg.semantic_dim, cm.output_size, cm.attention_heads,
+                                                         cm.linear_units, cm.num_blocks)
+            self.perceiver_encoder = PerceiverResampler(d, cm.output_size, g.condition_num_latent,
+                                                        cm.perceiver_dim_head, cm.attention_heads, cm.perceiver_mult)
+            self.speed_emb = nn.Embedding(2, d)
         self.emo_conditioning_encoder = ConformerEncoder(cfg.semantic_dim, em.output_size, em.attention_heads,
                                                          em.linear_units, em.num_blocks)
         self.emo_perceiver_encoder = PerceiverResampler(g.emo_dim, em.output_size, 1, em.perceiver_dim_head,
                                                         em.attention_heads, em.perceiver_mult)
         self.text_embedding = nn.Embedding(g.number_text_tokens + 1, d)
+        if campplus:
+            self.lang_embedding = nn.Embedding(NUM_LANGUAGE_ROWS, d)  # len(LANGUAGE_DICT) + 1
         self.emo_layer = nn.Linear(d, d)
         self.emovec_layer = nn.Linear(g.emo_dim, d)
         self.mel_embedding = nn.Embedding(g.number_mel_codes, d)
@@ -144,11 +156,12 @@ def write_unified_voice(model: UnifiedVoice, path: str | Path) -> None:
     torch_save({k: v.detach().float().contiguous() for k, v in model.state_dict().items()}, path)
 
 
-def write_random_unified_voice(cfg: IndexTTSConfig, path: str | Path, seed: int) -> None:
+def write_random_unified_voice(cfg: IndexTTSConfig, path: str | Path, seed: int, cls: type = UnifiedVoice) -> None:
     torch.manual_seed(seed)
-    model = build_unified_voice(cfg)
-    # upstream initializes speed_emb to zeros; random rows make a swapped index visible in tests
-    nn.init.normal_(model.speed_emb.weight, std=0.02)
+    model = cls(cfg).eval()
+    if hasattr(model, "speed_emb"):
+        # upstream initializes speed_emb to zeros; random rows make a swapped index visible in tests
+        nn.init.normal_(model.speed_emb.weight, std=0.02)
     # a random GPT would emit the stop code after a few dozen steps; bias it down so a random
     # checkpoint speaks for seconds (this is a property of the weights we write, not of the code)
     with torch.no_grad():
@@ -156,14 +169,15 @@ def write_random_unified_voice(cfg: IndexTTSConfig, path: str | Path, seed: int)
     write_unified_voice(model, path)
 
 
-def load_unified_voice(path: str | Path, cfg: IndexTTSConfig) -> UnifiedVoice:
+def load_unified_voice(path: str | Path, cfg: IndexTTSConfig, cls: type = UnifiedVoice) -> UnifiedVoice:
+    """Strict: every missing, unknown or mis-shaped key is named (upstream: strict=False, prints)."""
     obj, path = load_pickled(path, "gpt checkpoint")
     sd = expect_mapping(obj, path)
     if "model" in sd and isinstance(sd["model"], dict):
         sd = sd["model"]
     sd = strip_prefix(sd)
     sd = {k: v for k, v in sd.items() if not k.startswith(LEGACY_PREFIXES) and not k.endswith(LEGACY_SUFFIXES)}
-    model = UnifiedVoice(cfg)
+    model = cls(cfg)
     load_strict(model, sd, str(path))
     return model.eval()
 

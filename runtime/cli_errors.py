@@ -13,6 +13,7 @@ click's format and its exit code 2.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
@@ -57,4 +58,34 @@ def cli_errors(debug: bool = False, flags: Mapping[str, str] | None = None) -> I
         raise typer.Exit(code) from None
 
 
-__all__ = ["cli_errors", "option_message", "USAGE", "DATA", "EXIT_CODES_HELP"]
+class _Plain(logging.Formatter):
+    """Progress and results as plain lines; ``warning:``/``error:`` in front of what needs it (the
+    logger's name only with --verbose, where it helps to tell who said what)."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if self.verbose:
+            msg = f"{record.levelname.lower()} {record.name}: {msg}"
+        elif record.levelno >= logging.WARNING:
+            msg = f"{'warning' if record.levelno == logging.WARNING else 'error'}: {msg}"
+        if record.exc_info and self.verbose:
+            msg += "\n" + self.formatException(record.exc_info)
+        return msg
+
+
+def setup_logging(verbose: bool, noisy: tuple[str, ...] = ()) -> None:
+    """The CLIs' logging: INFO lines as they are (progress, results), DEBUG with --verbose. The
+    ``noisy`` libraries' loggers are held at WARNING unless --verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Plain(verbose))
+    # a no-op when the root logger has handlers already (pytest's capture, an embedding program)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+__all__ = ["cli_errors", "option_message", "setup_logging", "USAGE", "DATA", "EXIT_CODES_HELP"]

@@ -53,14 +53,18 @@ def select_profile_shapes(profiles: list[dict[str, tuple]], shapes: dict[str, tu
 def load_plan(engine_dir: str | Path) -> dict:
     path = Path(engine_dir) / PLAN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no TensorRT build plan; run `tts-export build --precision fp16 --out "
-                                f"{engine_dir}`")
+        from .workdirs import build_command
+
+        raise FileNotFoundError(f"{path}: no TensorRT build plan; run `{build_command(engine_dir, precision='fp16')}`")
     plan = json.loads(path.read_text())
     if plan.get("schema", 0) > PLAN_SCHEMA:
         raise ValueError(f"{path}: plan schema {plan['schema']} is newer than this tool ({PLAN_SCHEMA}); upgrade")
     if plan.get("schema", 0) < PLAN_SCHEMA:
+        from .workdirs import build_command
+
+        again = build_command(engine_dir, precision=plan.get("precision", "fp16"), command="plan")
         raise ValueError(f"{path}: plan schema {plan.get('schema')} predates precision-in-the-graph ({PLAN_SCHEMA}); "
-                         f"rerun `tts-export plan --out {engine_dir}`")
+                         f"rerun `{again}`")
     return plan
 
 
@@ -79,8 +83,10 @@ def engine_compat_error(built: dict | None, trt_version: str, gpu_name: str, com
                         f"one is {compute_capability}, {gpu_name})")
     if not problems:
         return None
+    from .workdirs import build_command
+
     return (f"stage {built.get('stage', '?')}: the engine was built for " + " and ".join(problems)
-            + f". Rebuild it here: tts-export build --precision {built.get('precision', 'fp16')} --out {engine_dir}")
+            + f". Rebuild it here: `{build_command(engine_dir, precision=built.get('precision', 'fp16'))}`")
 
 
 __all__ = ["Profile", "select_profile", "select_profile_shapes", "load_plan", "engine_compat_error", "PLAN_FILE", "PLAN_SCHEMA"]

@@ -37,14 +37,25 @@ class IntegrityError(ManifestError):
 def load_manifest(engine_dir: str | Path) -> dict:
     path = Path(engine_dir) / MANIFEST
     if not path.is_file():
-        raise ManifestError(f"no {MANIFEST} in {engine_dir}: build it with `tts-export build --out {engine_dir}`")
+        from .workdirs import no_build_message
+
+        raise ManifestError(no_build_message(engine_dir))
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({e}); remove the directory and rebuild") from None
+        from .workdirs import fresh_build_hint
+
+        raise ManifestError(f"{path} is not valid JSON ({e}); {fresh_build_hint(engine_dir)}") from None
     except OSError as e:
         raise ManifestError(f"cannot read {path}: {e.strerror}") from None
     return check_manifest(data, path)
+
+
+def _fresh(path, data: dict | None = None) -> str:
+    """The hint for a manifest the build cannot update: remove the directory, build it again."""
+    from .workdirs import fresh_build_hint
+
+    return fresh_build_hint(Path(path).parent, data if isinstance(data, dict) else {})
 
 
 def _plain_name(name) -> bool:
@@ -56,13 +67,13 @@ def _plain_name(name) -> bool:
 
 def _hashes(value, where: str, path) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(_plain_name(k) and isinstance(v, str) for k, v in value.items()):
-        raise ManifestError(f"{path}: '{where}' must map plain file names to SHA-256 strings; rebuild the directory")
+        raise ManifestError(f"{path}: '{where}' must map plain file names to SHA-256 strings; {_fresh(path)}")
     return dict(value)
 
 
 def check_manifest(data, path: str | Path) -> dict:
     def bad(what: str) -> ManifestError:
-        return ManifestError(f"{path}: {what}; rebuild the directory")
+        return ManifestError(f"{path}: {what}; {_fresh(path)}")
 
     if not isinstance(data, dict):
         raise bad(f"expected a JSON object, got {type(data).__name__}")
@@ -73,7 +84,8 @@ def check_manifest(data, path: str | Path) -> dict:
         raise ManifestError(f"{path} has schema version {v}, newer than this tool's {SCHEMA_VERSION}: "
                             f"upgrade indextts-trt or rebuild into an empty directory")
     if v < SCHEMA_VERSION:
-        raise ManifestError(f"{path} has schema version {v}, older than this tool's {SCHEMA_VERSION}: rebuild it")
+        raise ManifestError(f"{path} has schema version {v}, older than this tool's {SCHEMA_VERSION}: "
+                            f"{_fresh(path, data)}")
     for key, kind in (("variant", str), ("stages", dict)):
         if not isinstance(data.get(key), kind):
             raise bad(f"'{key}' is missing or not a {'string' if kind is str else 'mapping'}")
@@ -108,7 +120,7 @@ def _sizes(obj: dict, key: str, path, prefix: str = "") -> None:
     sizes = obj.get(key, {})
     if not isinstance(sizes, Mapping) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                                  for n in sizes.values()):
-        raise ManifestError(f"{path}: '{prefix}{key}' must map file names to byte counts; rebuild the directory")
+        raise ManifestError(f"{path}: '{prefix}{key}' must map file names to byte counts; {_fresh(path)}")
 
 
 # ------------------------------------------------------------------------------------- integrity
@@ -132,8 +144,10 @@ def file_digest(path: Path, st: os.stat_result | None = None) -> str:
 def verify_files(engine_dir: str | Path, hashes: Mapping[str, str], sizes: Mapping[str, int] | None = None) -> None:
     """Raise :class:`IntegrityError` naming the first file that is missing, not a regular file,
     of another size than recorded, or whose SHA-256 differs from the manifest's."""
+    from .workdirs import rebuild_hint
+
     engine_dir = Path(engine_dir)
-    rebuild = f"rebuild with `tts-export build --out {engine_dir}`"
+    rebuild = rebuild_hint(engine_dir)
     for name, want in hashes.items():
         p = engine_dir / name
         try:

@@ -126,6 +126,12 @@ class OrtRunner:
         layers, _, _, heads, _, hd = t.shape
         return HostKVCache(layers, rows, heads, capacity, hd, self.dtypes[c.input])
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         """Drop the session (ONNX Runtime frees its memory when the last reference goes)."""
         self.io = self.session = None

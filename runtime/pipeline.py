@@ -31,6 +31,7 @@ from .results import Result, Segment
 from .runners import BackendError, StageRunner, choose_backend, open_runner
 from .streaming import ChunkPlan
 from .variant import VariantError, get_variant
+from .workdirs import build_command, rebuild_hint
 
 log = logging.getLogger(__name__)
 MAX_THREADS = 1024  # ONNX Runtime's intra-op threads; more than any machine's cores
@@ -79,25 +80,27 @@ class Pipeline:
         unrecorded = [f for f in self.variant.host_files if f not in hashes]
         if unrecorded:
             raise IntegrityError(f"{self.dir / MANIFEST} records no hash for {', '.join(unrecorded)}: the build did "
-                                 f"not finish; rerun `tts-export build --out {self.dir}`")
+                                 f"not finish; {rebuild_hint(self.dir, self.manifest)}")
         verify_files(self.dir, {f: hashes[f] for f in self.variant.host_files}, self.manifest.get("host_sizes"))
 
     def _check_stages(self) -> None:
         missing = [s for s in self.specs if s not in self.manifest["stages"]]
         if missing:
-            raise EngineError(f"{self.dir} lacks stage(s) {', '.join(missing)}: run `tts-export build --out {self.dir}`")
+            raise EngineError(f"{self.dir} lacks stage(s) {', '.join(missing)}: "
+                              f"{rebuild_hint(self.dir, self.manifest)}")
         for name, spec in self.specs.items():
             st = self.manifest["stages"][name]
             if st.get("graph_key") != spec.graph_key():
                 raise EngineError(f"stage {name} in {self.dir} was built for another spec (graph key "
-                                  f"{st.get('graph_key')} vs {spec.graph_key()} from its config.yaml): rebuild with "
-                                  f"`tts-export build --out {self.dir}`")
+                                  f"{st.get('graph_key')} vs {spec.graph_key()} from its config.yaml): "
+                                  f"{rebuild_hint(self.dir, self.manifest)}")
             if not (st.get("parity") or {}).get("passed"):
-                raise EngineError(f"stage {name} in {self.dir} did not pass parity; rebuild it")
+                raise EngineError(f"stage {name} in {self.dir} did not pass parity; "
+                                  f"{rebuild_hint(self.dir, self.manifest)}")
         mixed = mixed_checkpoints(self.manifest)
         if mixed:
             raise IntegrityError(f"{self.dir} mixes two builds: {mixed}; rebuild every stage from one checkpoint "
-                                 f"directory (`tts-export build --checkpoints DIR --out {self.dir}`)")
+                                 f"directory: {rebuild_hint(self.dir, self.manifest)}")
 
     def _check_precision(self) -> None:
         """Every stage has a gated graph at the requested precision (ONNX Runtime), or the engines
@@ -107,7 +110,7 @@ class Pipeline:
         missing = [s for s in self.specs if self.precision not in (self.manifest["stages"][s].get("graphs") or {})]
         if missing:
             raise EngineError(f"{self.dir} has no {self.precision} graph for {', '.join(missing)}: make them with "
-                              f"`tts-export build --precision {self.precision} --out {self.dir}`")
+                              f"`{build_command(self.dir, self.manifest, precision=self.precision)}`")
         ungated = [s for s in self.specs
                    if not (self.manifest["stages"][s]["graphs"][self.precision].get("parity") or {}).get("passed")]
         if ungated:
@@ -174,7 +177,13 @@ class Pipeline:
     def iter_segments(self, text: str, speaker, *, emotion_audio=None, options: RunOptions = DEFAULTS,
                       progress: bool = False, seconds: dict | None = None) -> Iterator[Segment]:
         secs = seconds if seconds is not None else defaultdict(float)
-        request = self.prepare(text, speaker, emotion_audio, _checked(options, emotion_audio), secs)
+        options = self.checked_options(options, emotion_audio)
+        from .progress import busy
+
+        # a long text's normalization runs minutes without a step to count: show the time from the start
+        with busy(f"text ({len(text) if isinstance(text, str) else 0} characters) and speaker conditioning",
+                  enabled=progress):
+            request = self.prepare(text, speaker, emotion_audio, options, secs)
         from tqdm import tqdm
 
         for i in tqdm(range(len(request.segments)), desc="segments", unit="seg", disable=not progress):
@@ -197,7 +206,7 @@ class Pipeline:
         codes are the non-streamed ones, the audio an approximation of it (exact with one window).
         """
         secs = seconds if seconds is not None else defaultdict(float)
-        options = _checked(options, emotion_audio)
+        options = self.checked_options(options, emotion_audio)
         if chunk is not None and not isinstance(chunk, ChunkPlan):
             raise OptionError("chunk", chunk, "must be a ChunkPlan (or None: per-segment streaming)")
         sil = np.zeros(int(self.sample_rate * options.interval_silence_ms / 1000.0), np.int16)
@@ -216,6 +225,11 @@ class Pipeline:
                 first, emitted = False, True
                 if wav.size:
                     yield to_int16(wav)
+
+    def checked_options(self, options: RunOptions, emotion_audio) -> RunOptions:
+        """The request's options as the variant's options class (its fields' rules: a field the
+        variant lacks is an OptionError), then the rules that join them with the request."""
+        return self.variant.request_options(options).check_request(emotion_audio)
 
     # ------------------------------------------------------------------ what a variant implements
 
@@ -291,12 +305,6 @@ def check_open_options(backend, providers, threads, precision="fp32") -> None:
         raise OptionError("providers", providers, "must be a list of ONNX Runtime provider names")
     if threads is not None and not (is_int(threads) and 0 <= threads <= MAX_THREADS):
         raise OptionError("threads", threads, f"must be an integer in [0, {MAX_THREADS}] (0 or None: all cores)")
-
-
-def _checked(options: RunOptions, emotion_audio) -> RunOptions:
-    if not isinstance(options, RunOptions):
-        raise OptionError("options", options, "must be a RunOptions")
-    return options.check_request(emotion_audio)
 
 
 def timed(secs: dict, key: str):

@@ -59,23 +59,31 @@ def choose_backend(engine_dir: str | Path, manifest: dict, stages: Sequence[str]
     if missing:
         which = "no TensorRT engines" if len(missing) == len(stages) else \
             f"no TensorRT engine for {', '.join(missing)}"
-        problem = (f"{which} in {engine_dir}: build them with `tts-export build --precision "
-                   f"{precision if precision != 'fp32' else 'fp16'} --out {engine_dir}` on the GPU machine")
-    elif _plan_precision(engine_dir) != precision:
-        problem = (f"the TensorRT engines in {engine_dir} are {_plan_precision(engine_dir)}, not {precision}: build "
-                   f"{precision} ones with `tts-export build --precision {precision} --out {engine_dir}`")
-    else:
+        from .workdirs import build_command
+
+        want = precision if precision != "fp32" else "fp16"
+        problem = (f"{which} in {engine_dir}: build them on a machine with TensorRT and an NVIDIA GPU with "
+                   f"`{build_command(engine_dir, manifest, precision=want)}`")
+    else:  # TensorRT itself first: on a machine without it, that is the reason, whatever the engines are
         from .engine_plan import engine_compat_error
         from .gpu import TensorRTUnavailable, gpu_info, import_tensorrt
 
         try:
             trt = import_tensorrt()
             gpu, cc = gpu_info()
+        except TensorRTUnavailable as e:
+            trt, problem = None, f"TensorRT cannot run here: {e}"
+        built = _plan_precision(engine_dir)
+        if trt is not None and built != precision:
+            from .workdirs import build_command
+
+            problem = (f"the TensorRT engines in {engine_dir} are {built or 'of no known precision (no build plan)'}"
+                       f", not {precision}: build {precision} ones with "
+                       f"`{build_command(engine_dir, manifest, precision=precision)}`")
+        elif trt is not None:
             errs = [e for n in stages
                     if (e := engine_compat_error(manifest["stages"][n]["trt"], trt.__version__, gpu, cc, engine_dir))]
             problem = errs[0] if errs else None
-        except TensorRTUnavailable as e:
-            problem = f"TensorRT cannot run here: {e}"
     if problem is None:
         return "trt", "engines match this TensorRT and GPU"
     if requested == "trt":

@@ -189,6 +189,12 @@ class TrtRunner:
             return  # this call's work ran in the warm-up enqueue
         self.dev.launch(exe, self.stream)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         for exe in self._graphs.values():
             self.dev.drop_graph(exe)

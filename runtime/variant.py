@@ -32,6 +32,8 @@ class ModelVariant:
     config_versions: tuple[str, ...] = ()  # the config.yaml ``version`` values this variant reads
     host_files: tuple[str, ...] = ()  # files besides the graphs the runtime reads from an engines dir
     pipeline: str = ""  # "module:Class" of the pipeline that sequences the stages (imported lazily)
+    options_class: type | None = None  # its request options (a RunOptions subclass); None: RunOptions
+    codes_per_second: float = 0.0  # the GPT's codes per second of speech (0: not a code model)
 
     def matches(self, data: dict) -> bool:
         return str(data.get("version")) in self.config_versions
@@ -61,6 +63,31 @@ class ModelVariant:
             logging.getLogger(__name__).warning(w)
         return cfg
 
+    def request_options(self, options):
+        """``options`` as this variant's options class: a plain ``RunOptions`` (or another class
+        with a subset of the fields) takes this variant's defaults for the rest; a field this
+        variant does not have (e.g. ``language`` on IndexTTS-2) is an OptionError naming it.
+        The result is validated (its own rules; the request's are ``check_request``)."""
+        import dataclasses
+
+        from .errors import OptionError
+        from .options import RunOptions
+
+        cls = self.options_class or RunOptions
+        if not isinstance(options, RunOptions):
+            raise OptionError("options", options, "must be a RunOptions")
+        if type(options) is not cls:
+            own = {f.name for f in dataclasses.fields(cls)}
+            extra = [f.name for f in dataclasses.fields(options) if f.name not in own]
+            if extra:
+                others = [v.name for v in _all().values() if extra[0] in
+                          {f.name for f in dataclasses.fields(v.options_class or RunOptions)}]
+                raise OptionError(extra[0], getattr(options, extra[0]),
+                                  f"model variant {self.name} has no such option"
+                                  + (f" (it is one of {', '.join(others)})" if others else ""))
+            options = cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(options)})
+        return options.validated()
+
     def pipeline_class(self) -> type:
         module, _, cls = self.pipeline.partition(":")
         return getattr(importlib.import_module(module), cls)
@@ -70,7 +97,8 @@ class ModelVariant:
 
 
 # Built-in variants, imported on first use so importing the registry stays cheap.
-_BUILTIN = {"indextts-2": "indextts_trt.runtime.indextts2:VARIANT"}
+_BUILTIN = {"indextts-2": "indextts_trt.runtime.indextts2:VARIANT",
+            "indextts-2.5": "indextts_trt.runtime.indextts25:VARIANT"}
 _REGISTRY: dict[str, ModelVariant] = {}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def quick_doc(tiny_ckpt, engine_dir, tmp_path_factory):
     return out, doc
 
 
-def test_report_files_are_written_and_consistent(quick_doc):
+def test_report_files_are_written_and_consistent(quick_doc, engine_dir):
     out, doc = quick_doc
     on_disk = json.loads((out / "cpu-quick.json").read_text())
     assert on_disk["summary"] == doc["summary"] and on_disk["workload"]["runs"] == 2
@@ -31,6 +32,8 @@ def test_report_files_are_written_and_consistent(quick_doc):
         assert f"| {t.name} | {t.codes} | PyTorch reference (eager fp32) |" in md
         assert f"| {t.name} | {t.codes} | ONNX Runtime |" in md
     assert "fixed number of codes per text" in md and "not TensorRT" in md
+    # the report names the engines it measured, not "Manifest ." when they live elsewhere
+    assert f"Engines: {engine_dir.resolve()} (manifest sha256 {on_disk['manifest_sha256'][:16]})." in md
     png = out / "cpu-quick.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -65,3 +68,64 @@ def test_cli_rejects_unknown_backend(tmp_path):
     r = CliRunner().invoke(app, ["bench", "--quick", "--backend", "tensorflow", "--out", str(tmp_path)])
     assert r.exit_code != 0 and "choose from torch, ort" in r.output
     assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def quick_doc_25(tiny_ckpt_25, engine_dir_25, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench25")
+    # the fixed work of quick_doc, one run and no warm-up (the run count only sets a median's robustness)
+    work = replace(Workload(runs=1, warmup=0, threads=2), texts=QUICK_TEXTS, diffusion_steps=3, stream_chunk=(8, 2))
+    return bench(tiny_ckpt_25, engine_dir_25, out, "cpu-quick-25", work, ("torch", "ort"), quick=True,
+                 log=lambda m: None)
+
+
+def test_the_25_report_runs_the_same_speech_at_25_codes_a_second(quick_doc_25):
+    s = quick_doc_25["summary"]
+    assert {r["variant"] for r in quick_doc_25["raw"].values()} == {"indextts-2.5"}
+    for backend in ("torch", "ort"):
+        for t in QUICK_TEXTS:
+            r = s[backend]["texts"][t.name]
+            assert r["codes"] == Workload.codes_for(t, 25.0) == t.codes // 2  # same seconds of speech
+            f = r["figures"]
+            assert f["gpt_decode_steps"] == r["codes"] - 1
+            assert f["gpt_generate_ms_per_code"] * r["codes"] == pytest.approx(1e3 * r["stages"]["gpt_generate"]["median"])
+            assert r["stages"]["codec_decode"]["median"] > 0 and r["stages"]["gpt_latents"]["median"] == 0
+            assert 0 < f["fraction_gpt_decode"] and 0 < f["fraction_dit"]
+
+
+def test_compare_puts_25_beside_2(quick_doc, quick_doc_25, tmp_path):
+    from indextts_trt.benchmarks.compare import compare, markdown, write
+
+    _, doc2 = quick_doc
+    c = compare(doc2, quick_doc_25)
+    assert c["variants"] == ["indextts-2", "indextts-2.5"] and len(c["rows"]) == 2 * 2 * len(QUICK_TEXTS)
+    for r in c["ratios"]:
+        a, b = (x for x in c["rows"] if x["text"] == r["text"] and x["backend"] == r["backend"])
+        assert (a["codes"], b["codes"]) == (2 * b["codes"], b["codes"])
+        assert r["total_s"] == pytest.approx(b["total_s"] / a["total_s"])
+    md = markdown(c)
+    assert "| en_short | 0.2 | ONNX Runtime | indextts-2.5 | 6 |" in md
+    write(c, tmp_path, "cmp")
+    assert json.loads((tmp_path / "cmp.json").read_text())["ratios"] == c["ratios"]
+    other = json.loads(json.dumps(quick_doc_25))
+    other["workload"]["diffusion_steps"] = 25
+    with pytest.raises(ValueError, match="workload.diffusion_steps"):
+        compare(doc2, other)
+    with pytest.raises(ValueError, match="both reports are of indextts-2"):
+        compare(doc2, doc2)
+def test_reports_go_to_scratch_unless_asked():
+    """A run leaves the checkout's committed results alone: they are rewritten only with --out
+    benchmarks/results; the default is out/bench, which git ignores."""
+    import subprocess
+
+    import typer
+
+    from indextts_trt.benchmarks.run import DEFAULT_OUT, app
+
+    (out,) = [p for p in typer.main.get_command(app).params if p.name == "out"]
+    assert out.default == DEFAULT_OUT == Path("out/bench")
+    root = Path(__file__).resolve().parents[1]
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(root / DEFAULT_OUT / "cpu-quick.json")], cwd=root)
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert ignored.returncode == 0

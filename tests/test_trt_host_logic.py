@@ -193,6 +193,12 @@ def test_the_tightest_covering_profile_is_chosen(fake, engine_dir, tiny_cfg, tmp
         r.run({"mel": np.zeros((1, tiny_cfg.n_mels, spec.dim_map["T_mel"].max + 1), np.float32)})
     with pytest.raises(Exception, match="input mel is float16, the engine takes float32"):
         r.run({"mel": np.zeros((1, tiny_cfg.n_mels, 30), np.float16)})
+    r.close()
+    assert not fake.blocks
+    with TrtRunner(eng, spec) as r2:  # the context manager frees what the runner took, on error too
+        r2.run({"mel": np.zeros((1, tiny_cfg.n_mels, 30), np.float32)})
+        assert fake.blocks
+    assert not fake.blocks
 
 
 def test_cfm_constants_go_up_once_and_x_stays_on_the_device(fake, engine_dir, tiny_cfg, tmp_path):

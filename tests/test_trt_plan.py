@@ -29,12 +29,12 @@ def test_profiles_cover_every_input_and_split_long_ranges(full_cfg, tiny_cfg):
             assert min(p.dims[d.name][0] for p in profs) == d.min and max(p.dims[d.name][2] for p in profs) == d.max
     dit = profiles_for(specs["dit_step"])
     assert [p.name for p in dit] == ["short", "long"]
-    assert dit[0].shapes["x"]["max"] == [2, full_cfg.n_mels, 1024]
+    assert dit[0].shapes["x"]["max"] == [specs["dit_step"].dim_map["B"].max, full_cfg.n_mels, 1024]
     assert dit[1].shapes["x"]["max"][2] == specs["dit_step"].dim_map["T"].max
-    assert select_profile(dit, {"B2": 2, "T": 600}) == 0 and select_profile(dit, {"B2": 2, "T": 2000}) == 1
-    assert select_profile(dit, {"B2": 2, "T": 1024}) == 0  # the tighter of two covering profiles
+    assert select_profile(dit, {"B": 1, "T": 600}) == 0 and select_profile(dit, {"B": 1, "T": 2000}) == 1
+    assert select_profile(dit, {"B": 1, "T": 1024}) == 0  # the tighter of two covering profiles
     with pytest.raises(ValueError, match="no optimization profile covers .*5000"):
-        select_profile(dit, {"B2": 2, "T": 5000})
+        select_profile(dit, {"B": 1, "T": 5000})
     # stages without a split, or whose range does not cross the boundary, get one profile
     assert [p.name for p in profiles_for(specs["vq2emb"])] == ["all"]
     assert [p.name for p in profiles_for(stage_specs(tiny_cfg)["gpt_decode"])] == ["all"]
@@ -126,12 +126,12 @@ def test_engine_compatibility_messages():
     msg = engine_compat_error(built, "10.3.0", "NVIDIA L4", "8.9", "engines")
     assert "stage dit_step" in msg and "TensorRT 10.1.0 (this machine has 10.3.0)" in msg
     assert "compute capability 9.0 (NVIDIA H100; this one is 8.9, NVIDIA L4)" in msg
-    assert "tts-export build --precision fp16 --out engines" in msg
+    assert "tts-export build --precision fp16 --checkpoints " in msg and msg.endswith(" --out engines`")
     assert "TensorRT" not in engine_compat_error({**built, "version": "10.3.0"}, "10.3.0", "L4", "8.9").split(
         "built for")[1].split("Rebuild")[0]  # only what differs is named
 
 
-def test_backend_choice(engine_dir, tmp_path):
+def test_backend_choice(engine_dir, tmp_path, monkeypatch):
     from indextts_trt.runtime.pipeline import open_pipeline
     from indextts_trt.runtime.runners import BackendError, choose_backend
 
@@ -150,6 +150,20 @@ def test_backend_choice(engine_dir, tmp_path):
     assert b == "ort" and why.startswith("TensorRT cannot run here")
     with open_pipeline(engine_dir, backend="auto") as pipe:
         assert pipe.backend == "ort"
+    # where TensorRT runs, engines of another precision than asked are named, with the rebuild command
+    import types
+
+    from indextts_trt.export.trt_plan import write_plan
+    from indextts_trt.runtime import gpu
+
+    monkeypatch.setattr(gpu, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.16.1"))
+    monkeypatch.setattr(gpu, "gpu_info", lambda: ("NVIDIA H100", "9.0"))
+    d = tmp_path / "eng"
+    d.mkdir()
+    assert "of no known precision (no build plan)" in choose_backend(d, man, stages, "auto")[1]
+    write_plan(d, {"schema": 2, "precision": "fp16", "stages": {}})
+    why = choose_backend(d, man, stages, "auto", "fp32")[1]
+    assert f"are fp16, not fp32: build fp32 ones with `tts-export build --precision fp32 --checkpoints" in why
 
 
 def test_build_fp16_without_tensorrt_writes_graphs_and_plan_then_stops(tiny_ckpt, tmp_path):
@@ -173,7 +187,9 @@ def test_build_fp16_without_tensorrt_writes_graphs_and_plan_then_stops(tiny_ckpt
     assert plan["precision"] == "fp16" and set(plan["stages"]) == {"gpt_layer", "length_regulator"}
     analysis = json.loads((out / "precision_fp16.json").read_text())
     assert set(analysis) == {"gpt_layer", "length_regulator"}
-    assert "| gpt_layer | fp16 |" in (out / "precision_report.md").read_text()
+    assert "| gpt_layer | fp16 |" in (out / "precision_fp16_report.md").read_text()
+    man = json.loads((out / "manifest.json").read_text())
+    assert all(man["stages"][n]["graphs"]["fp16"]["parity"]["passed"] for n in ("gpt_layer", "length_regulator"))
     assert not list(out.glob("*.engine"))
     # the engines would be built from the converted graphs, which ONNX Runtime loads
     for name in ("gpt_layer", "length_regulator"):
@@ -198,9 +214,12 @@ def test_trt_engines_build_and_match_onnxruntime(tiny_ckpt, engine_dir, tmp_path
     _need_trt()
     from indextts_trt.export.engines import build_and_check, plan_engines
 
+    from indextts_trt.export.precision_graphs import make_precision_graphs
+
     out = tmp_path / "eng"
     shutil.copytree(engine_dir, out)
-    plan = plan_engines(tiny_ckpt, out, "fp16", progress=False)
+    make_precision_graphs(tiny_ckpt, out, "fp16", ("opt",), progress=False)
+    plan = plan_engines(out, "fp16")
     assert len(build_and_check(out, plan, None, force=True)) == len(plan["stages"])
 
 
@@ -214,7 +233,7 @@ def test_trt_pipeline_gives_the_onnxruntime_codes(tiny_ckpt, engine_dir, tmp_pat
 
     out = tmp_path / "eng32"
     shutil.copytree(engine_dir, out)
-    build_and_check(out, plan_engines(tiny_ckpt, out, "fp32", progress=False), None, force=True)
+    build_and_check(out, plan_engines(out, "fp32"), None, force=True)
     opts = RunOptions(sampling=SamplingOptions.greedy(max_new_tokens=30), diffusion_steps=3)
     with open_pipeline(out, backend="ort") as pa, open_pipeline(out, backend="trt") as pb:
         a = pa.synthesize("Hello there.", prompt_wav, options=opts)
@@ -224,7 +243,7 @@ def test_trt_pipeline_gives_the_onnxruntime_codes(tiny_ckpt, engine_dir, tmp_pat
     assert 10 * np.log10((a.wav.astype(np.float64) ** 2).sum() / max((d ** 2).sum(), 1e-30)) > 40
 
 
-def test_tts_run_backend_trt_refuses_with_the_rebuild_command(engine_dir, tmp_path):
+def test_tts_run_backend_trt_refuses_with_the_rebuild_command(engine_dir, tiny_ckpt, tmp_path):
     from typer.testing import CliRunner
 
     from indextts_trt.runtime.cli import app
@@ -232,6 +251,8 @@ def test_tts_run_backend_trt_refuses_with_the_rebuild_command(engine_dir, tmp_pa
     out = tmp_path / "o.wav"
     r = CliRunner().invoke(app, ["--engine-dir", str(engine_dir), "--backend", "trt", "--out", str(out)])
     assert r.exit_code == 1 and "no TensorRT engines in" in r.output  # the directory's problem: a data error
-    assert f"tts-export build --precision fp16 --out {engine_dir}" in r.output and not out.exists()
+    # the command rebuilds the directory as it was built: its checkpoints, its one parity point
+    want = f"tts-export build --precision fp16 --checkpoints {tiny_ckpt} --out {engine_dir} --points opt"
+    assert want in " ".join(r.output.split()) and not out.exists()
     bad = CliRunner().invoke(app, ["--engine-dir", str(engine_dir), "--backend", "tensorrt", "--out", str(out)])
     assert bad.exit_code != 0 and "use auto, trt" in bad.output

@@ -5,22 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indextts_trt.reference.v25.init_checkpoints import init_checkpoints_v25
-from indextts_trt.reference.v25.pipeline import ReferencePipelineV25, SynthesisOptionsV25
 from indextts_trt.runtime.indextts25.config import target_mel_length_v25
+from indextts_trt.runtime.indextts25.options import RunOptions25
 from indextts_trt.runtime.sampling import SamplingOptions
-from indextts_trt.runtime.text.tokenizer import TextError
+from indextts_trt.runtime.errors import OptionError
 
 
 @pytest.fixture(scope="module")
-def pipe25(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ck25") / "ck"
-    init_checkpoints_v25("tiny", out, seed=0, progress=False)
-    return ReferencePipelineV25(out)
+def pipe25(ref_pipe_25):
+    return ref_pipe_25
 
 
 def test_synthesis_frame_grid_and_determinism(pipe25, prompt_wav):
-    opts = SynthesisOptionsV25(language="en", seed=4, max_text_tokens_per_segment=9, diffusion_steps=2,
+    opts = RunOptions25(language="en", seed=4, max_text_tokens_per_segment=9, diffusion_steps=2,
                                duration_factor=1.3, sampling=SamplingOptions(max_new_tokens=6))
     a = pipe25.synthesize("Hello there. Yes!", prompt_wav, options=opts)
     b = pipe25.synthesize("Hello there. Yes!", prompt_wav, options=opts)
@@ -34,8 +31,8 @@ def test_synthesis_frame_grid_and_determinism(pipe25, prompt_wav):
 
 def test_language_changes_the_codes_and_bad_language_is_one_line(pipe25, prompt_wav):
     greedy = SamplingOptions.greedy(max_new_tokens=8)
-    run = lambda lang: pipe25.synthesize("hola amigo", prompt_wav, options=SynthesisOptionsV25(  # noqa: E731
+    run = lambda lang: pipe25.synthesize("hola amigo", prompt_wav, options=RunOptions25(  # noqa: E731
         language=lang, seed=1, diffusion_steps=1, sampling=greedy, text_normalization=False)).segments[0].codes
     assert not np.array_equal(run("es"), run("ar"))  # lang_embedding row and the prefix token differ
-    with pytest.raises(TextError, match="unknown language 'xx'"):
+    with pytest.raises(OptionError, match="language='xx': use one of zh, en, zhen, ja, es, ar"):
         run("xx")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from indextts_trt.runtime.files import atomic_write, sha256_file, write_bytes_atomic
 from indextts_trt.runtime.indextts2 import VARIANT
 
-from ..variant import ExportVariant
+from ..variant import ExportVariant, emotion_host_tensors, write_host_bundle
 from .sources import MODELS, SOURCES
 
 _HERE = Path(__file__).resolve().parent
-GLOSSARY = "glossary.yaml"
 _REFERENCE = _HERE.parent.parent / "reference"
 
 
@@ -22,25 +19,10 @@ def write_host_files(models, out: Path) -> dict[str, str]:
     """What the torch-free runtime needs besides the graphs: config.yaml, bpe.model, and in a
     safetensors file the speed-embedding rows and the emotion preset matrices (released as torch
     pickles, which the runtime cannot read without torch)."""
-    import torch
-    from safetensors.numpy import save
-
-    from indextts_trt.reference.unified_voice import load_emo_matrices
-
-    lay, cfg = models.layout, models.cfg
-    glossary = lay.root / GLOSSARY  # optional, as upstream: <model_dir>/glossary.yaml
-    for src in (lay.config(), lay.bpe_model(), *([glossary] if glossary.is_file() else [])):
-        atomic_write(out / src.name, lambda tmp, src=src: shutil.copyfile(src, tmp))
-    if not glossary.is_file():
-        (out / GLOSSARY).unlink(missing_ok=True)  # a glossary removed from the checkpoints goes here too
-    spk, emo = load_emo_matrices(lay.spk_matrix(cfg), lay.emo_matrix(cfg), cfg)
     speed = models.get("gpt").speed_emb.weight.detach()
     tensors = {"speed_rows": speed[[1, 0]].numpy().astype(np.float32),  # [speed_emb[1], speed_emb[0]]
-               "spk_matrix": torch.cat(spk).numpy().astype(np.float32),
-               "emo_matrix": torch.cat(emo).numpy().astype(np.float32)}
-    # serialized in memory, written atomically: a full disk is then a WriteError naming the file
-    write_bytes_atomic(out / "host_data.safetensors", save(tensors))
-    return {name: sha256_file(out / name) for name in (*VARIANT.host_files, GLOSSARY) if (out / name).is_file()}
+               **emotion_host_tensors(models)}
+    return write_host_bundle(models, out, (models.layout.config(), models.layout.bpe_model()), tensors)
 
 
 def init_checkpoints(size: str, out, *, seed: int = 0, overwrite: bool = False, progress: bool = True):

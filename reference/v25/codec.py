@@ -26,9 +26,9 @@ from indextts_trt.runtime.indextts25.config import CODEC_UPSAMPLE, IndexTTS25Con
 from ..checkpoint_io import (
     expect_mapping,
     fold_weight_norm_keys,
+    load_pickled,
     load_strict,
     strip_prefix,
-    torch_load,
     torch_save,
     unfold_weight_norm_keys,
 )
@@ -86,7 +86,8 @@ def write_random_codec(cfg: IndexTTS25Config, path: str | Path, seed: int) -> No
 def load_codec(path: str | Path, cfg: IndexTTS25Config) -> EnhancedCodec:
     """Strict on ``["model"]`` (upstream keeps random init for missing/mis-shaped keys, with a
     warning); other top-level entries (optimizer state) are ignored as upstream ignores them."""
-    sd = expect_mapping(torch_load(path, "codec checkpoint (codec.pth)"), path, "model")
+    obj, path = load_pickled(path, "codec checkpoint (codec.pth)")  # or its safetensors twin
+    sd = expect_mapping(obj, path, "model")
     sd = fold_weight_norm_keys(strip_prefix(sd))
     model = EnhancedCodec(cfg)
     load_strict(model, sd, f"{path} ['model']")

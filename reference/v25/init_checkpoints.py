@@ -13,14 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indextts_trt.runtime.indextts25.config import IndexTTS25Config, config_v25_for_size, dump_config_v25
+from indextts_trt.runtime.indextts25.config import IndexTTS25Config, config_v25_for_size
 from indextts_trt.runtime.indextts25.layout import CheckpointLayoutV25
 
-from ..init_checkpoints import InitReport, WriteStep, write_checkpoint_dir
-
-
-def _config(cfg: IndexTTS25Config, lay: CheckpointLayoutV25, size: str, seed: int) -> None:
-    dump_config_v25(cfg, lay.config(), include_optional=(size != "full"))
+from ..init_checkpoints import STEPS, InitReport, WriteStep, write_checkpoint_dir
 
 
 def _tokenizer(cfg: IndexTTS25Config, lay: CheckpointLayoutV25, size: str, seed: int) -> None:
@@ -43,40 +39,13 @@ def _codec(cfg: IndexTTS25Config, lay: CheckpointLayoutV25, size: str, seed: int
     write_random_codec(cfg, lay.codec(), seed + 5)
 
 
-def _s2mel(cfg: IndexTTS25Config, lay: CheckpointLayoutV25, size: str, seed: int) -> None:
-    from .s2mel import write_random_s2mel_v25
-
-    write_random_s2mel_v25(cfg, lay.s2mel(cfg), seed + 2)
-
-
-def _w2v(cfg: IndexTTS25Config, lay: CheckpointLayoutV25, size: str, seed: int) -> None:
-    from ..w2vbert import write_random_w2v_stats, write_random_w2vbert
-
-    write_random_w2vbert(cfg, lay.w2v_bert_dir(), seed + 3, size)
-    write_random_w2v_stats(cfg, lay.w2v_stat(cfg), seed + 4)
-
-
-def _campplus(cfg: IndexTTS25Config, lay: CheckpointLayoutV25, size: str, seed: int) -> None:
-    from ..campplus import write_random_campplus
-
-    write_random_campplus(cfg, lay.campplus(), seed + 6)
-
-
-def _bigvgan(cfg: IndexTTS25Config, lay: CheckpointLayoutV25, size: str, seed: int) -> None:
-    from ..bigvgan import write_random_bigvgan
-
-    write_random_bigvgan(cfg, lay.bigvgan_dir(), seed + 7, size)
-
-
+_SHARED = {step.name: step for step in STEPS}  # 2.0's writers, same seeds: same formats in 2.5
 STEPS_V25: tuple[WriteStep, ...] = (
-    WriteStep("config.yaml", _config),
+    _SHARED["config.yaml"],
     WriteStep("multilingual tiktoken", _tokenizer),
     WriteStep("gpt.pth + feat1/feat2.pt", _gpt),
     WriteStep("codec.pth", _codec),
-    WriteStep("s2mel.pth", _s2mel),
-    WriteStep("w2v-bert-2.0 + stats", _w2v),
-    WriteStep("campplus", _campplus),
-    WriteStep("bigvgan", _bigvgan),
+    *(_SHARED[name] for name in ("s2mel.pth", "w2v-bert-2.0 + stats", "campplus", "bigvgan")),
 )
 
 

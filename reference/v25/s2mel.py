@@ -22,11 +22,8 @@ from torch import Tensor, nn
 from indextts_trt.runtime.indextts25.config import IndexTTS25Config, target_mel_length_v25
 
 from ..cfm import cfm_inference
-from ..checkpoint_io import CheckpointError, expect_mapping, fold_weight_norm_keys, load_strict, strip_prefix, torch_load
 from ..length_regulator import InterpolateRegulator
-from ..s2mel import CFM, S2Mel, write_random_s2mel
-
-SUBMODULES_V25 = ("cfm", "length_regulator")
+from ..s2mel import CFM, S2Mel, load_s2mel, write_random_s2mel
 
 
 class S2Mel25(nn.Module):
@@ -66,11 +63,4 @@ def write_random_s2mel_v25(cfg: IndexTTS25Config, path: str | Path, seed: int) -
 
 
 def load_s2mel_v25(path: str | Path, cfg: IndexTTS25Config) -> S2Mel25:
-    net = expect_mapping(torch_load(path, "s2mel checkpoint"), path, "net")
-    model = S2Mel25(cfg)
-    for name in SUBMODULES_V25:
-        if name not in net:
-            raise CheckpointError(f"{path}: net has no '{name}' sub-dict (found {sorted(net)})")
-        sd = fold_weight_norm_keys(strip_prefix(expect_mapping(net[name], f"{path}[net][{name}]")))
-        load_strict(model.models[name], sd, f"{path} [net][{name}]")
-    return model.eval()
+    return load_s2mel(path, cfg, S2Mel25)

@@ -18,16 +18,22 @@ class IndexTTS2(ModelVariant):
     # tensors (speed rows, emotion matrices) the host-side steps use, from torch pickles upstream
     host_files = ("config.yaml", "bpe.model", "host_data.safetensors")
     pipeline = "indextts_trt.runtime.indextts2.pipeline:IndexTTS2Pipeline"
+    codes_per_second = 50.0  # the semantic codec's frames: w2v-bert's 50 Hz
 
     def parse_config(self, data: dict, src: str) -> tuple[IndexTTSConfig, list[str]]:
         return parse_config(data, src)
+
+    def sized_dicts(self):
+        """(the released config dict, the tiny test config dict), as functions."""
+        return full_config_dict, tiny_config_dict
 
     def config_dict(self, size: str) -> dict:
         from ..config import ConfigError
 
         if size not in ("tiny", "full"):
             raise ConfigError(f"unknown size {size!r}: expected 'tiny' or 'full'")
-        return full_config_dict() if size == "full" else tiny_config_dict()
+        full, tiny = self.sized_dicts()
+        return full() if size == "full" else tiny()
 
     def layout(self, root: str | Path) -> CheckpointLayout:
         return CheckpointLayout(Path(root))

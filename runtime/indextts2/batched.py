@@ -25,7 +25,6 @@ from ..cfm import euler_times, zero_prompt
 from ..options import RunOptions
 from ..pipeline import timed
 from ..streaming import ChunkPlan, Crossfader
-from .config import target_mel_length
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +72,9 @@ def _generate(pipe, conds: np.ndarray, text: np.ndarray, opts, after_step=None):
     return search
 
 
-def _s2mel(pipe, latent, codes, c, options: RunOptions, noise_seed: int, frame_offset: int = 0, frames=None):
+def _s2mel(pipe, content, c, options: RunOptions, noise_seed: int, frames: int, frame_offset: int = 0):
     """``IndexTTS2Pipeline.s2mel`` with each Euler step yielded (the batcher pads and batches them)."""
-    x, const = pipe.s2mel_inputs(latent, codes, c, options, noise_seed, frame_offset, frames)
+    x, const = pipe.s2mel_inputs(content, c, options, noise_seed, frames, frame_offset)
     x = zero_prompt(x, const["prompt_len"])
     for t, dt in euler_times(options.diffusion_steps):
         x = yield DitStep(x, np.float32(t), np.float32(dt), const)
@@ -83,15 +82,15 @@ def _s2mel(pipe, latent, codes, c, options: RunOptions, noise_seed: int, frame_o
 
 
 def _segment(pipe, request, i: int, options: RunOptions, secs: dict):
-    text_gen, text_lat = pipe.text_inputs(request.segments[i])
+    text_gen, text_lat = pipe.segment_text(request, i)
     search = yield from _generate(pipe, request.conds, text_gen, options.segment_sampling(i))
     codes = search.finalize()
     if len(codes) == 0:
         log.warning("segment %d: the GPT stopped before any code; skipping it", i)
         return codes
-    with timed(secs, "gpt_latents"):
-        latent = pipe.latents(request.conds, text_lat, codes)
-    mel = yield from _s2mel(pipe, latent, codes, request.c, options, options.noise_seed(i))
+    content = pipe.content(request, text_lat, codes, 0, len(codes), secs)
+    mel = yield from _s2mel(pipe, content, request.c, options, options.noise_seed(i),
+                            pipe.mel_grid(options)(len(codes)))
     with timed(secs, "bigvgan"):
         wav = pipe.vocode(mel)
     yield Audio(wav, i)
@@ -101,17 +100,15 @@ def _segment(pipe, request, i: int, options: RunOptions, secs: dict):
 def _segment_chunks(pipe, request, i: int, options: RunOptions, plan: ChunkPlan, secs: dict):
     """``IndexTTS2Pipeline.segment_chunks``: a window of codes is synthesized every
     ``plan.chunk_codes`` committed codes, while the request's decode rows wait in the batch."""
-    text_gen, text_lat = pipe.text_inputs(request.segments[i])
-    fader, hop = Crossfader(), pipe.cfg.hop_length
+    text_gen, text_lat = pipe.segment_text(request, i)
+    fader, hop, grid = Crossfader(), pipe.cfg.hop_length, pipe.mel_grid(options)
     done = 0
 
     def window(codes: np.ndarray, start: int, end: int):
         a, e = plan.window(start, end)
-        f0, f1 = plan.frames(a, e, target_mel_length)
-        with timed(secs, "gpt_latents"):
-            lat = pipe.latents(request.conds, text_lat, codes[:e])[:, a:e]
-        mel = yield from _s2mel(pipe, lat, codes[a:e], request.c, options, options.noise_seed(i), frame_offset=f0,
-                                frames=f1 - f0)
+        f0, f1 = plan.frames(a, e, grid)
+        content = pipe.content(request, text_lat, codes, a, e, secs)
+        mel = yield from _s2mel(pipe, content, request.c, options, options.noise_seed(i), f1 - f0, frame_offset=f0)
         with timed(secs, "bigvgan"):
             return pipe.vocode(mel)
 
@@ -120,7 +117,7 @@ def _segment_chunks(pipe, request, i: int, options: RunOptions, plan: ChunkPlan,
         while search.committed_length() - done >= plan.chunk_codes:
             end = done + plan.chunk_codes
             wav = yield from window(search.committed(), done, end)
-            yield Audio(fader.push(wav, plan.held_back(end, hop, target_mel_length)), i)
+            yield Audio(fader.push(wav, plan.held_back(end, hop, grid)), i)
             done += plan.chunk_codes
 
     search = yield from _generate(pipe, request.conds, text_gen, options.segment_sampling(i), after_step)

@@ -296,15 +296,21 @@ def parse_config(data: Any, src: str = "<config>") -> tuple[IndexTTSConfig, list
     return cfg, warnings
 
 
-def load_config(path: str | Path) -> IndexTTSConfig:
-    """Load and validate ``config.yaml``. Raises :class:`ConfigError` naming the file and field."""
+def load_parsed(parse, path: str | Path):
+    """``config.yaml`` (or its directory) through ``parse`` (a variant's parser); its warnings
+    about ignored fields are logged. Raises :class:`ConfigError` naming the file and field."""
     import logging
 
     path = Path(path)
-    cfg, warnings = parse_config(read_yaml(path), str(path / "config.yaml" if path.is_dir() else path))
+    cfg, warnings = parse(read_yaml(path), str(path / "config.yaml" if path.is_dir() else path))
     for w in warnings:
         logging.getLogger(__name__).warning(w)
     return cfg
+
+
+def load_config(path: str | Path) -> IndexTTSConfig:
+    """Load and validate an IndexTTS-2 ``config.yaml``."""
+    return load_parsed(parse_config, path)
 
 
 def dump_config(cfg: IndexTTSConfig, path: str | Path, *, include_optional: bool) -> None:
@@ -390,20 +396,23 @@ def tiny_config_dict() -> dict[str, Any]:
     return d
 
 
-def full_config() -> IndexTTSConfig:
-    return parse_config(full_config_dict(), "<full>")[0]
-
-
-def tiny_config() -> IndexTTSConfig:
-    return parse_config(tiny_config_dict(), "<tiny>")[0]
+def sized_config(size: str, parse, full_dict, tiny_dict):
+    """The parsed config of random-weight checkpoints of ``size``: 'full' (released) or 'tiny'."""
+    if size not in ("tiny", "full"):
+        raise ConfigError(f"unknown size {size!r}: expected 'tiny' or 'full'")
+    return parse(full_dict() if size == "full" else tiny_dict(), f"<{size}>")[0]
 
 
 def config_for_size(size: str) -> IndexTTSConfig:
-    if size == "full":
-        return full_config()
-    if size == "tiny":
-        return tiny_config()
-    raise ConfigError(f"unknown size {size!r}: expected 'tiny' or 'full'")
+    return sized_config(size, parse_config, full_config_dict, tiny_config_dict)
+
+
+def full_config() -> IndexTTSConfig:
+    return config_for_size("full")
+
+
+def tiny_config() -> IndexTTSConfig:
+    return config_for_size("tiny")
 
 
 def max_new_codes(cfg: IndexTTSConfig, requested: int) -> int:

@@ -75,13 +75,19 @@ class CheckpointLayout:
             "bigvgan_weights": self.bigvgan_dir() / "bigvgan_generator.pt",
         }
 
+    family = ""  # named in the incomplete-directory error (a variant's layout subclass sets it)
+
+    def read_config(self):
+        return load_config(self.config())
+
     def check(self) -> IndexTTSConfig:
         """Load the config and verify that every required file exists; name the missing ones."""
         if not self.root.is_dir():
             raise ConfigError(f"checkpoint directory not found: {self.root}")
-        cfg = load_config(self.config())
+        cfg = self.read_config()
         # a released pickle may be replaced by its safetensors twin (tts-export convert)
         missing = [f"{k} ({p})" for k, p in self.required_files(cfg).items() if not checkpoint_source(p).is_file()]
         if missing:
-            raise ConfigError(f"checkpoint directory {self.root} is incomplete; missing: " + ", ".join(missing))
+            raise ConfigError(f"{self.family + ' ' if self.family else ''}checkpoint directory {self.root} is "
+                              "incomplete; missing: " + ", ".join(missing))
         return cfg

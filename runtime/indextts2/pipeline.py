@@ -25,8 +25,9 @@ from ..options import RunOptions
 from ..pipeline import EngineError, Pipeline, timed
 from ..results import Segment
 from ..sampling import BeamSearch, SamplingOptions
-from ..streaming import ChunkPlan, Crossfader
+from ..streaming import ChunkPlan, Crossfader, Grid
 from ..text import TextNormalizer, TextTokenizer, text_to_segments
+from ..workdirs import rebuild_hint
 from .config import max_new_codes, target_mel_length
 from .stages import MAX_BEAMS
 
@@ -55,7 +56,7 @@ class GenerationStart:
 
 @dataclass
 class Request:
-    segments: list[list[int]]  # text token ids per segment
+    segments: list  # per segment, what segment_text reads (IndexTTS-2: its text token ids)
     c: Conditioning
     conds: np.ndarray  # (1, num_latent + 2, D): the GPT's conditioning rows, emotion mixed in
 
@@ -69,25 +70,33 @@ class IndexTTS2Pipeline(Pipeline):
         self.host = self._load_host_data(self.dir / "host_data.safetensors")
         self.normalizer = TextNormalizer()
         self.normalizer.load_glossary_yaml(self.dir / "glossary.yaml")  # optional, copied by the build
-        self.tokenizer = TextTokenizer(self.dir / "bpe.model")
+        self.open_tokenizer()
         self._cache: dict[tuple[str, float], Conditioning] = {}
+
+    def open_tokenizer(self) -> None:
+        self.tokenizer = TextTokenizer(self.dir / "bpe.model")
+
+    def host_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The tensors of host_data.safetensors and their shapes (float32)."""
+        g, rows = self.cfg.gpt, sum(self.cfg.emo_num)
+        return {"speed_rows": (2, g.model_dim), "spk_matrix": (rows, self.cfg.style_dim),
+                "emo_matrix": (rows, g.model_dim)}
 
     def _load_host_data(self, path: Path) -> dict[str, np.ndarray]:
         """The host tensors, each checked by name and shape (the manifest's hash was checked first)."""
         from safetensors.numpy import load_file
 
-        g, rows = self.cfg.gpt, sum(self.cfg.emo_num)
-        want = {"speed_rows": (2, g.model_dim), "spk_matrix": (rows, self.cfg.style_dim),
-                "emo_matrix": (rows, g.model_dim)}
+        want = self.host_shapes()
         try:
             host = load_file(str(path))
         except Exception as e:  # safetensors raises its own error types for a damaged file
-            raise EngineError(f"{path} is truncated or corrupt ({e}): rebuild with `tts-export build --out "
-                              f"{self.dir}`") from None
+            raise EngineError(f"{path} is truncated or corrupt ({e}): {rebuild_hint(self.dir, self.manifest)}") \
+                from None
         for name, shape in want.items():
             if name not in host or host[name].shape != shape or host[name].dtype != np.float32:
                 got = "missing" if name not in host else f"{host[name].dtype} {host[name].shape}"
-                raise EngineError(f"{path}: tensor {name} is {got}, expected float32 {shape}: rebuild the directory")
+                raise EngineError(f"{path}: tensor {name} is {got}, expected float32 {shape}: "
+                                  f"{rebuild_hint(self.dir, self.manifest)}")
         return host
 
     # ------------------------------------------------------------------ conditioning
@@ -108,14 +117,18 @@ class IndexTTS2Pipeline(Pipeline):
             return self._cache[key]
         prompt = load_prompt(p)
         spk = self.semantic(prompt.wav16k)
-        quant = self.run("semantic_codec", semantic_features=spk)["quantized"]
+        content = self.prompt_content(spk)
         ref_mel = mel_spectrogram(prompt.wav22k)[None]
         style = self.run("campplus", fbank=campplus_features(prompt.wav16k)[None])["style"]
-        pc = self.run("length_regulator", content=quant,
-                      src_index=nearest_index(spk.shape[1], ref_mel.shape[-1]))["cond"]
+        pc = self.run("length_regulator", content=content,
+                      src_index=nearest_index(content.shape[1], ref_mel.shape[-1]))["cond"]
         cond = Conditioning(spk, pc, ref_mel, style, self.semantic(prompt.emo16k))
         self._cache = {key: cond}  # upstream keeps only the last prompt
         return cond
+
+    def prompt_content(self, spk: np.ndarray) -> np.ndarray:
+        """What the length regulator stretches to the prompt's mel: the codec's quantized features."""
+        return self.run("semantic_codec", semantic_features=spk)["quantized"]
 
     def voice_tensors(self, speaker) -> dict[str, np.ndarray]:
         c = self.speaker(speaker)
@@ -128,7 +141,7 @@ class IndexTTS2Pipeline(Pipeline):
         from ..voices import check_voice_tensors
 
         c = self.cfg
-        t50, t_ref = self.specs["speaker_conditioning"].dim_map["T50"], self.specs["length_regulator"].dim_map["T_out"]
+        t50, t_ref = self.specs["semantic_encoder"].dim_map["T50"], self.specs["length_regulator"].dim_map["T_out"]
         check_voice_tensors(t, {"spk": (1, t50, c.semantic_dim), "emo_spk": (1, t50, c.semantic_dim),
                                 "prompt_condition": (1, t_ref, c.s2mel.length_regulator.channels),
                                 "ref_mel": (1, c.n_mels, t_ref), "style": (1, c.style_dim)})
@@ -146,6 +159,10 @@ class IndexTTS2Pipeline(Pipeline):
         if vec is not None:
             emovec = apply_vector(emovec, vec, preset_emovec(vec, c.style, self.host["spk_matrix"],
                                                              self.host["emo_matrix"], self.cfg.emo_num))
+        return self.conds(c, emovec)
+
+    def conds(self, c: Conditioning, emovec: np.ndarray) -> np.ndarray:
+        """The GPT's conditioning rows for this speaker and emotion vector (1, D)."""
         lat = self.run("speaker_conditioning", semantic_features=c.spk)["latents"]
         return np.concatenate([lat + emovec[:, None, :], self.host["speed_rows"][None]], axis=1).astype(np.float32)
 
@@ -219,12 +236,26 @@ class IndexTTS2Pipeline(Pipeline):
 
     # ------------------------------------------------------------------ S2Mel + vocoder
 
-    def s2mel(self, latent: np.ndarray, codes: np.ndarray, c: Conditioning, options: RunOptions, noise_seed: int,
-              frame_offset: int = 0, frames: int | None = None) -> np.ndarray:
-        """Mel for ``codes``: ``target_mel_length(N)`` frames unless ``frames`` says otherwise.
-        Code-chunk streaming passes a window's slice of the segment's frame grid (``frames``, from
-        ``frame_offset``) and so gets the noise the whole segment would have at those frames."""
-        x, const = self.s2mel_inputs(latent, codes, c, options, noise_seed, frame_offset, frames)
+    def mel_grid(self, options: RunOptions) -> Grid:
+        """Mel frames of a segment's first N codes (the frame grid S2Mel and code-chunk streaming use)."""
+        return target_mel_length
+
+    def content(self, request: Request, text_lat, codes: np.ndarray, a: int, e: int, secs: dict) -> np.ndarray:
+        """S2Mel's content features of codes ``[a, e)`` (codes ``[:e]`` are their history): the
+        GPT latents (a causal pass, so a prefix's latents are the full run's) through gpt_layer,
+        plus the codes' codec embedding."""
+        with timed(secs, "gpt_latents"):
+            lat = self.latents(request.conds, text_lat, codes[:e])[:, a:e]
+        with timed(secs, "s2mel"):
+            proj = self.run("gpt_layer", latent=lat)["projected"]
+            return self.run("vq2emb", codes=codes[None, a:e])["embedding"] + proj
+
+    def s2mel(self, content: np.ndarray, c: Conditioning, options: RunOptions, noise_seed: int, frames: int,
+              frame_offset: int = 0) -> np.ndarray:
+        """Mel of ``frames`` frames for ``content``. Code-chunk streaming passes a window's slice of
+        the segment's frame grid (``frames``, from ``frame_offset``) and so gets the noise the whole
+        segment would have at those frames."""
+        x, const = self.s2mel_inputs(content, c, options, noise_seed, frames, frame_offset)
         # the step's constant inputs are bound once per segment (on the device for TensorRT)
         step = self.stage("dit_step")
         step.set_constants(const)
@@ -235,15 +266,12 @@ class IndexTTS2Pipeline(Pipeline):
             step.clear_constants()
         return mel[..., c.ref_mel.shape[-1]:]
 
-    def s2mel_inputs(self, latent: np.ndarray, codes: np.ndarray, c: Conditioning, options: RunOptions,
-                     noise_seed: int, frame_offset: int = 0, frames: int | None = None):
+    def s2mel_inputs(self, content: np.ndarray, c: Conditioning, options: RunOptions, noise_seed: int, frames: int,
+                     frame_offset: int = 0):
         """(x, constants): the CFM's initial noise (1, n_mels, T) and the DiT step's other inputs,
         checked against its ranges (shared by :meth:`s2mel` and the serving batcher)."""
-        n = codes.shape[0]
-        proj = self.run("gpt_layer", latent=latent)["projected"]
-        emb = self.run("vq2emb", codes=codes[None])["embedding"]
-        t_gen = target_mel_length(n) if frames is None else frames
-        cond = self.run("length_regulator", content=emb + proj, src_index=nearest_index(n, t_gen))["cond"]
+        cond = self.run("length_regulator", content=content,
+                        src_index=nearest_index(content.shape[1], frames))["cond"]
         mu = np.concatenate([c.prompt_condition, cond], axis=1)
         T, t_ref = mu.shape[1], c.ref_mel.shape[-1]
         x = cfm_noise(noise_seed, self.cfg.n_mels, T + frame_offset)
@@ -268,12 +296,20 @@ class IndexTTS2Pipeline(Pipeline):
             raise OptionError("num_beams", options.sampling.num_beams,
                               f"must be in [1, {min(MAX_BEAMS, rows)}] (beams of one request)")
         with timed(secs, "text"):
-            segments = text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
-                                        options.quick_streaming_tokens, hard_limit=self.cfg.gpt.max_text_tokens)
+            segments = self.text_segments(text, options)
         with timed(secs, "conditioning"):
             c = self.speaker(speaker)
             conds = self.gpt_conditioning(c, emotion_audio, options)
         return Request(segments, c, conds)
+
+    def text_segments(self, text: str, options: RunOptions) -> list:
+        """The request's text → its segments, each what :meth:`segment_text` reads."""
+        return text_to_segments(text, self.normalizer, self.tokenizer, options.max_text_tokens_per_segment,
+                                options.quick_streaming_tokens, hard_limit=self.cfg.gpt.max_text_tokens)
+
+    def segment_text(self, request: Request, i: int):
+        """(the text the GPT generates from, the text :meth:`content` reads) of segment ``i``."""
+        return self.text_inputs(request.segments[i])
 
     @staticmethod
     def text_inputs(ids) -> tuple[np.ndarray, np.ndarray]:
@@ -284,45 +320,46 @@ class IndexTTS2Pipeline(Pipeline):
         return (np.concatenate([[0], stripped, [1]]).astype(np.int64)[None],
                 np.concatenate([[0], ids, [1]]).astype(np.int64)[None])
 
+    def segment_sampling(self, options: RunOptions, i: int) -> SamplingOptions:
+        """Segment ``i``'s sampling options (a variant may lower its code limit)."""
+        return options.segment_sampling(i)
+
     def segment(self, request: Request, i: int, options: RunOptions, secs: dict) -> Segment | None:
-        text_gen, text_lat = self.text_inputs(request.segments[i])
+        text_gen, text_lat = self.segment_text(request, i)
         with timed(secs, "gpt_generate"):
-            codes, hit = self.generate(request.conds, text_gen, options.segment_sampling(i))
+            codes, hit = self.generate(request.conds, text_gen, self.segment_sampling(options, i))
         if len(codes) == 0:
             return None
-        with timed(secs, "gpt_latents"):
-            latent = self.latents(request.conds, text_lat, codes)
+        content = self.content(request, text_lat, codes, 0, len(codes), secs)
         with timed(secs, "s2mel"):
-            mel = self.s2mel(latent, codes, request.c, options, options.noise_seed(i))
+            mel = self.s2mel(content, request.c, options, options.noise_seed(i), self.mel_grid(options)(len(codes)))
         with timed(secs, "bigvgan"):
             wav = self.vocode(mel)
         return Segment(codes, hit, mel, wav)
 
     def segment_chunks(self, request: Request, i: int, options: RunOptions, plan: ChunkPlan, secs: dict):
-        text_gen, text_lat = self.text_inputs(request.segments[i])
-        fader, hop = Crossfader(), self.cfg.hop_length
+        text_gen, text_lat = self.segment_text(request, i)
+        fader, hop, grid = Crossfader(), self.cfg.hop_length, self.mel_grid(options)
         done = 0  # codes already synthesized; windows are fixed multiples of chunk_codes, so the
         # audio depends only on the final codes, never on when the beams happened to agree
 
         def window(codes: np.ndarray, start: int, end: int) -> np.ndarray:
             a, e = plan.window(start, end)
-            f0, f1 = plan.frames(a, e, target_mel_length)
-            with timed(secs, "gpt_latents"):
-                lat = self.latents(request.conds, text_lat, codes[:e])[:, a:e]
+            f0, f1 = plan.frames(a, e, grid)
+            content = self.content(request, text_lat, codes, a, e, secs)
             with timed(secs, "s2mel"):
-                mel = self.s2mel(lat, codes[a:e], request.c, options, options.noise_seed(i), frame_offset=f0,
-                                 frames=f1 - f0)
+                mel = self.s2mel(content, request.c, options, options.noise_seed(i), f1 - f0, frame_offset=f0)
             with timed(secs, "bigvgan"):
                 return self.vocode(mel)
 
         t0 = time.perf_counter()
-        for search in self.generate_steps(request.conds, text_gen, options.segment_sampling(i)):
+        for search in self.generate_steps(request.conds, text_gen, self.segment_sampling(options, i)):
             if search.done:
                 break
             while search.committed_length() - done >= plan.chunk_codes:
                 secs["gpt_generate"] += time.perf_counter() - t0
                 end = done + plan.chunk_codes
-                yield fader.push(window(search.committed(), done, end), plan.held_back(end, hop, target_mel_length))
+                yield fader.push(window(search.committed(), done, end), plan.held_back(end, hop, grid))
                 done += plan.chunk_codes
                 t0 = time.perf_counter()
         codes = search.finalize()

@@ -8,7 +8,7 @@ bounds), up to ``max_mel_tokens`` codes (+2), the DiT over prompt + generated fr
 
 from __future__ import annotations
 
-from ..audio.limits import longest_prompt
+from ..audio.limits import PromptLimits, longest_prompt
 from ..spec import CacheSpec, Dim, StageSpec, TensorSpec, Tolerance
 from .config import IndexTTSConfig, target_mel_length
 
@@ -35,26 +35,107 @@ def _dim(name: str, lo: int, opt: int, hi: int) -> Dim:
     return Dim(name, lo, min(max(opt, lo), hi), hi)
 
 
+# --- builders of the stages other variants share (IndexTTS-2.5 builds these with its own sizes) ---
+
+
+def semantic_encoder_spec(cfg, t50: Dim) -> StageSpec:
+    return StageSpec(
+        "semantic_encoder", "w2v-bert-2.0 feature projection + first layers + stats normalization",
+        inputs=(TensorSpec("input_features", F32, (1, "T50", 160)),
+                TensorSpec("attention_mask", I64, (1, "T50"), 1, 2)),
+        outputs=(TensorSpec("semantic_features", F32, (1, "T50", cfg.semantic_dim)),),
+        dims=(t50,), tolerances={"semantic_features": MAX_FP32})
+
+
+def campplus_spec(cfg, prompt: PromptLimits) -> StageSpec:
+    return StageSpec(
+        "campplus", "CAM++ speaker model on the mean-normalized Kaldi fbank",
+        inputs=(TensorSpec("fbank", F32, (1, "T_fbank", 80)),),
+        outputs=(TensorSpec("style", F32, (1, cfg.style_dim)),),
+        dims=(_dim("T_fbank", 48, 500, prompt.fbank),), tolerances={"style": MAX_FP32})
+
+
+def emotion_conditioning_spec(cfg, t50: Dim) -> StageSpec:
+    return StageSpec(
+        "emotion_conditioning", "emotion conformer + perceiver + emovec layers → emotion vector",
+        inputs=(TensorSpec("semantic_features", F32, (1, "T50", cfg.semantic_dim)),),
+        outputs=(TensorSpec("emovec", F32, (1, cfg.gpt.model_dim)),),
+        dims=(t50,), tolerances={"emovec": MAX_FP32})
+
+
+def gpt_decode_spec(cfg, conds: int, max_text: int, max_codes: int) -> StageSpec:
+    """``conds``: the conditioning rows before the text; ``max_text``/``max_codes``: text and mel
+    positions with their bounds."""
+    g = cfg.gpt
+    heads, hd, layers = g.heads, g.model_dim // g.heads, g.layers
+    return StageSpec(
+        "gpt_decode", "one GPT decode step over B rows (beams, of one or several requests), each attending "
+        "to its own cache_len valid positions of a runtime-owned cache; returns the rows' new keys/values",
+        inputs=(TensorSpec("mel_ids", I64, ("B", 1), 0, g.number_mel_codes),
+                TensorSpec("mel_pos", I64, ("B", 1), 0, max_codes),
+                TensorSpec("cache_len", I64, ("B",), conds + 3, conds + 4),
+                TensorSpec("kv", F32, (layers, 2, "B", heads, "CAP", hd), reduced=True)),
+        outputs=(TensorSpec("logits", F32, ("B", g.number_mel_codes)),
+                 TensorSpec("kv_new", F32, (layers, 2, "B", heads, 1, hd), reduced=True)),
+        dims=(_dim("B", 1, 3, MAX_DECODE_ROWS),
+              _dim("CAP", conds + 8, conds + 400, conds + max_text + max_codes + 1)),
+        tolerances={"logits": LOGITS, "kv_new": MAX_FP32}, cache=CacheSpec("kv", "kv_new", "cache_len", axis=4))
+
+
+def length_regulator_spec(cfg, t_in_max: int, t_out_max: int) -> StageSpec:
+    return StageSpec(
+        "length_regulator", "length regulator; the nearest-interpolation source index is an input",
+        inputs=(TensorSpec("content", F32, (1, "T_in", cfg.semantic_dim)), TensorSpec("src_index", I64, ("T_out",), 0, -1)),
+        outputs=(TensorSpec("cond", F32, (1, "T_out", cfg.s2mel.length_regulator.channels)),),
+        dims=(_dim("T_in", 1, 200, t_in_max), _dim("T_out", 1, 344, t_out_max)),
+        tolerances={"cond": MAX_FP32})
+
+
+def dit_step_spec(cfg, t_max: int) -> StageSpec:
+    n_mels, style, lr_ch = cfg.n_mels, cfg.style_dim, cfg.s2mel.length_regulator.channels
+    return StageSpec(
+        "dit_step", "one flow-matching Euler step of B requests: the DiT on the CFG batch [x; x] (the "
+        "uncond half without prompt, style and condition), the guided velocity, x + dt·v with each row's "
+        "prompt frames zeroed",
+        inputs=(TensorSpec("x", F32, ("B", n_mels, "T")), TensorSpec("prompt_x", F32, ("B", n_mels, "T")),
+                TensorSpec("x_lens", I64, ("B",), -1, -1), TensorSpec("prompt_len", I64, ("B",), -1, -1),
+                TensorSpec("t", F32, ("B",)), TensorSpec("dt", F32, ("B",)),
+                TensorSpec("style", F32, ("B", style)), TensorSpec("cond", F32, ("B", "T", lr_ch)),
+                TensorSpec("cfg_rate", F32, (1,))),
+        outputs=(TensorSpec("x_next", F32, ("B", n_mels, "T")), TensorSpec("velocity", F32, ("B", n_mels, "T"))),
+        dims=(_dim("B", 1, 1, MAX_REQUESTS), _dim("T", 8, 600, t_max)),
+        tolerances={"x_next": VELOCITY, "velocity": VELOCITY})
+
+
+def bigvgan_spec(cfg, frames_max: int) -> StageSpec:
+    hop = cfg.hop_length
+    return StageSpec(
+        "bigvgan", "BigVGAN v2 vocoder: mel → 22.05 kHz waveform",
+        inputs=(TensorSpec("mel", F32, (1, cfg.n_mels, "T_mel")),),
+        outputs=(TensorSpec("wav", F32, (1, 1, "T_wav")),),
+        dims=(_dim("T_mel", 1, 200, frames_max), _dim("T_wav", hop, 200 * hop, frames_max * hop)),
+        derived={"T_wav": f"{hop} * T_mel"},
+        tolerances={"wav": WAVE})
+
+
+def prompt_dim(prompt: PromptLimits) -> Dim:
+    """T50: w2v-bert frames of any accepted prompt."""
+    return _dim("T50", 4, 250, prompt.w2v)
+
+
 def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
     g = cfg.gpt
     d, ds = g.model_dim, cfg.semantic_dim
-    n_mels, style = cfg.n_mels, cfg.style_dim
     heads, hd, layers = g.heads, g.model_dim // g.heads, g.layers
     n_codes = cfg.semantic_codec.codebook_size
     conds = g.condition_num_latent + 2
     max_codes = g.max_mel_tokens + 2  # [start, c1..cN, stop]
     max_text = g.max_text_tokens + 2
-    lr_ch = cfg.s2mel.length_regulator.channels
     prompt = longest_prompt(hop=cfg.hop_length)
     gen_frames = target_mel_length(g.max_mel_tokens)  # the most mel frames one segment generates
-    t50 = _dim("T50", 4, 250, prompt.w2v)
+    t50 = prompt_dim(prompt)
     specs = [
-        StageSpec(
-            "semantic_encoder", "w2v-bert-2.0 feature projection + first layers + stats normalization",
-            inputs=(TensorSpec("input_features", F32, (1, "T50", 160)),
-                    TensorSpec("attention_mask", I64, (1, "T50"), 1, 2)),
-            outputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
-            dims=(t50,), tolerances={"semantic_features": MAX_FP32}),
+        semantic_encoder_spec(cfg, t50),
         StageSpec(
             "semantic_codec", "semantic codec encoder + factorized VQ: codes and quantized embedding",
             inputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
@@ -65,21 +146,13 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
             inputs=(TensorSpec("codes", I64, (1, "N"), 0, n_codes),),
             outputs=(TensorSpec("embedding", F32, (1, "N", ds)),),
             dims=(_dim("N", 1, 200, max_codes),), tolerances={"embedding": MAX_FP32}),
-        StageSpec(
-            "campplus", "CAM++ speaker model on the mean-normalized Kaldi fbank",
-            inputs=(TensorSpec("fbank", F32, (1, "T_fbank", 80)),),
-            outputs=(TensorSpec("style", F32, (1, style)),),
-            dims=(_dim("T_fbank", 48, 500, prompt.fbank),), tolerances={"style": MAX_FP32}),
+        campplus_spec(cfg, prompt),
         StageSpec(
             "speaker_conditioning", "speaker conformer + perceiver → conditioning latents",
             inputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
             outputs=(TensorSpec("latents", F32, (1, g.condition_num_latent, d)),),
             dims=(t50,), tolerances={"latents": MAX_FP32}),
-        StageSpec(
-            "emotion_conditioning", "emotion conformer + perceiver + emovec layers → emotion vector",
-            inputs=(TensorSpec("semantic_features", F32, (1, "T50", ds)),),
-            outputs=(TensorSpec("emovec", F32, (1, d)),),
-            dims=(t50,), tolerances={"emovec": MAX_FP32}),
+        emotion_conditioning_spec(cfg, t50),
         StageSpec(
             "gpt_prefill", "GPT over [conditioning ; text ; mel codes]: the generation prefill and the "
             "teacher-forced latent pass in one graph; outputs final_norm'd hidden states, last-position "
@@ -95,49 +168,15 @@ def stage_specs(cfg: IndexTTSConfig) -> dict[str, StageSpec]:
                   _dim("S", conds + 4, conds + 41, conds + max_text + max_codes)),
             derived={"S": f"{conds} + L_text + M"},
             tolerances={"hidden": MAX_FP32, "logits": LOGITS, "kv": MAX_FP32}),
-        StageSpec(
-            "gpt_decode", "one GPT decode step over B rows (beams, of one or several requests), each attending "
-            "to its own cache_len valid positions of a runtime-owned cache; returns the rows' new keys/values",
-            inputs=(TensorSpec("mel_ids", I64, ("B", 1), 0, g.number_mel_codes),
-                    TensorSpec("mel_pos", I64, ("B", 1), 0, max_codes),
-                    TensorSpec("cache_len", I64, ("B",), conds + 3, conds + 4),
-                    TensorSpec("kv", F32, (layers, 2, "B", heads, "CAP", hd), reduced=True)),
-            outputs=(TensorSpec("logits", F32, ("B", g.number_mel_codes)),
-                     TensorSpec("kv_new", F32, (layers, 2, "B", heads, 1, hd), reduced=True)),
-            dims=(_dim("B", 1, 3, MAX_DECODE_ROWS),
-                  _dim("CAP", conds + 8, conds + 400, conds + max_text + max_codes + 1)),
-            tolerances={"logits": LOGITS, "kv_new": MAX_FP32}, cache=CacheSpec("kv", "kv_new", "cache_len", axis=4)),
+        gpt_decode_spec(cfg, conds, max_text, max_codes),
         StageSpec(
             "gpt_layer", "S2Mel gpt_layer: GPT latents → semantic embedding space",
             inputs=(TensorSpec("latent", F32, (1, "N", d)),),
             outputs=(TensorSpec("projected", F32, (1, "N", ds)),),
             dims=(_dim("N", 1, 200, max_codes),), tolerances={"projected": MAX_FP32}),
-        StageSpec(
-            "length_regulator", "length regulator; the nearest-interpolation source index is an input",
-            inputs=(TensorSpec("content", F32, (1, "T_in", ds)), TensorSpec("src_index", I64, ("T_out",), 0, -1)),
-            outputs=(TensorSpec("cond", F32, (1, "T_out", lr_ch)),),
-            # T_in: the prompt's semantic frames (speaker conditioning) or a segment's codes
-            dims=(_dim("T_in", 1, 200, max(max_codes, prompt.w2v)), _dim("T_out", 1, 344, max(prompt.mel, gen_frames))),
-            tolerances={"cond": MAX_FP32}),
-        StageSpec(
-            "dit_step", "one flow-matching Euler step of B requests: the DiT on the CFG batch [x; x] (the "
-            "uncond half without prompt, style and condition), the guided velocity, x + dt·v with each row's "
-            "prompt frames zeroed",
-            inputs=(TensorSpec("x", F32, ("B", n_mels, "T")), TensorSpec("prompt_x", F32, ("B", n_mels, "T")),
-                    TensorSpec("x_lens", I64, ("B",), -1, -1), TensorSpec("prompt_len", I64, ("B",), -1, -1),
-                    TensorSpec("t", F32, ("B",)), TensorSpec("dt", F32, ("B",)),
-                    TensorSpec("style", F32, ("B", style)), TensorSpec("cond", F32, ("B", "T", lr_ch)),
-                    TensorSpec("cfg_rate", F32, (1,))),
-            outputs=(TensorSpec("x_next", F32, ("B", n_mels, "T")), TensorSpec("velocity", F32, ("B", n_mels, "T"))),
-            dims=(_dim("B", 1, 1, MAX_REQUESTS), _dim("T", 8, 600, prompt.mel + gen_frames)),
-            tolerances={"x_next": VELOCITY, "velocity": VELOCITY}),
-        StageSpec(
-            "bigvgan", "BigVGAN v2 vocoder: mel → 22.05 kHz waveform",
-            inputs=(TensorSpec("mel", F32, (1, n_mels, "T_mel")),),
-            outputs=(TensorSpec("wav", F32, (1, 1, "T_wav")),),
-            dims=(_dim("T_mel", 1, 200, gen_frames), _dim("T_wav", cfg.hop_length, 200 * cfg.hop_length,
-                                                          gen_frames * cfg.hop_length)),
-            derived={"T_wav": f"{cfg.hop_length} * T_mel"},
-            tolerances={"wav": WAVE}),
+        # T_in: the prompt's semantic frames (speaker conditioning) or a segment's codes
+        length_regulator_spec(cfg, max(max_codes, prompt.w2v), max(prompt.mel, gen_frames)),
+        dit_step_spec(cfg, prompt.mel + gen_frames),
+        bigvgan_spec(cfg, gen_frames),
     ]
     return {s.name: s for s in specs}

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, parse_dataclass, read_yaml, to_dict, write_yaml
+from ..config import ConfigError, parse_dataclass, to_dict, write_yaml
 from ..indextts2.config import (
     CampplusConfig,
     GPTConfig,
     IndexTTSConfig,
     S2MelConfig,
     full_config_dict as full_config_dict_v2,
+    load_parsed,
+    max_new_codes,
+    sized_config,
     tiny_config_dict as tiny_config_dict_v2,
     validate_shared,
 )
@@ -34,6 +37,8 @@ from ..indextts2.config import (
 NUM_SPECIAL_TOKENS = 1673
 CODEC_UPSAMPLE = 2  # EnhancedCodec.decode: F.interpolate(scale_factor=2) — hard-coded upstream
 FRAMES_PER_50HZ_FRAME = 1.72  # upstream's constant (exact would be 22050/256/50 = 1.7227)
+# the GPT's conditioning prefix: [spk_emb_proj(style) + emovec, 0, 0] (model_v2, campplus mode)
+CONDITIONING_ROWS = 3
 
 
 @dataclass(frozen=True)
@@ -94,12 +99,14 @@ class IndexTTS25Config:
 
 def _validate(cfg: IndexTTS25Config, src: str) -> None:
     # every 2.0 consistency rule holds for the shared sections (same keys, same modules)
-    validate_shared(cfg, src)
     g, sc = cfg.gpt, cfg.semantic_codec
 
     def need(cond: bool, msg: str) -> None:
         if not cond:
             raise ConfigError(f"{src}: {msg}")
+
+    need(str(cfg.version) == "2.5", f"version {cfg.version!r} is not an IndexTTS-2.5 config (expected 2.5)")
+    validate_shared(cfg, src)
 
     need(g.number_text_tokens >= NUM_SPECIAL_TOKENS + 256,
          f"gpt.number_text_tokens ({g.number_text_tokens}) must be at least {NUM_SPECIAL_TOKENS + 256}: the "
@@ -120,18 +127,7 @@ def parse_config_v25(data: Any, src: str = "<config>") -> tuple[IndexTTS25Config
 
 def load_config_v25(path: str | Path) -> IndexTTS25Config:
     """Load and validate a 2.5 ``config.yaml``; a :class:`ConfigError` names the file and field."""
-    import logging
-
-    path = Path(path)
-    data = read_yaml(path)
-    if path.is_dir():
-        path = path / "config.yaml"
-    if str(data.get("version")) not in ("2.5", "None"):
-        raise ConfigError(f"{path}: version {data.get('version')!r} is not an IndexTTS-2.5 config (expected 2.5)")
-    cfg, warnings = parse_config_v25(data, str(path))
-    for w in warnings:
-        logging.getLogger(__name__).warning(w)
-    return cfg
+    return load_parsed(parse_config_v25, path)
 
 
 def dump_config_v25(cfg: IndexTTS25Config, path: str | Path, *, include_optional: bool) -> None:
@@ -144,43 +140,38 @@ def dump_config_v25(cfg: IndexTTS25Config, path: str | Path, *, include_optional
 # The two configurations the project writes checkpoints for.
 
 
-def full_config_dict_v25() -> dict[str, Any]:
-    """The released IndexTTS-2.5 ``config.yaml`` (aa01d63:configs/config_v2_5.yaml), value for value:
-    2.0's gpt/semantic_codec/s2mel sections with ``number_text_tokens`` 60509, no ``dataset``."""
-    d = full_config_dict_v2()
+def _as_v25(d: dict[str, Any], number_text_tokens: int) -> dict[str, Any]:
+    """A 2.0 config dict with the three released 2.5 changes (docs/indextts-2.5.md §1)."""
     del d["dataset"]
-    d["gpt"]["number_text_tokens"] = 60509
+    d["gpt"]["number_text_tokens"] = number_text_tokens
     d["vocoder"] = {"name": "bigvgan_generator.pt"}
     d["version"] = "2.5"
     return d
+
+
+def full_config_dict_v25() -> dict[str, Any]:
+    """The released IndexTTS-2.5 ``config.yaml`` (aa01d63:configs/config_v2_5.yaml), value for value:
+    2.0's gpt/semantic_codec/s2mel sections with ``number_text_tokens`` 60509, no ``dataset``."""
+    return _as_v25(full_config_dict_v2(), 60509)
 
 
 def tiny_config_dict_v25() -> dict[str, Any]:
     """Odd small sizes (heads 3 × head size 5, prime-ish widths). ``number_text_tokens`` 2003 =
     1673 specials + 330 ranks (256 bytes + 74 merges): the smallest odd vocabulary that still
     holds the whole special-token table."""
-    d = tiny_config_dict_v2()
-    del d["dataset"]
-    d["gpt"]["number_text_tokens"] = 2003
-    d["vocoder"] = {"name": "bigvgan_generator.pt"}
-    d["version"] = "2.5"
-    return d
-
-
-def full_config_v25() -> IndexTTS25Config:
-    return parse_config_v25(full_config_dict_v25(), "<full 2.5>")[0]
-
-
-def tiny_config_v25() -> IndexTTS25Config:
-    return parse_config_v25(tiny_config_dict_v25(), "<tiny 2.5>")[0]
+    return _as_v25(tiny_config_dict_v2(), 2003)
 
 
 def config_v25_for_size(size: str) -> IndexTTS25Config:
-    if size == "full":
-        return full_config_v25()
-    if size == "tiny":
-        return tiny_config_v25()
-    raise ConfigError(f"unknown size {size!r}: expected 'tiny' or 'full'")
+    return sized_config(size, parse_config_v25, full_config_dict_v25, tiny_config_dict_v25)
+
+
+def full_config_v25() -> IndexTTS25Config:
+    return config_v25_for_size("full")
+
+
+def tiny_config_v25() -> IndexTTS25Config:
+    return config_v25_for_size("tiny")
 
 
 def target_mel_length_v25(num_codes: int, duration_factor: float = 1.0) -> int:
@@ -194,6 +185,30 @@ def target_mel_length_v25(num_codes: int, duration_factor: float = 1.0) -> int:
     return int(CODEC_UPSAMPLE * num_codes * FRAMES_PER_50HZ_FRAME * duration_factor)
 
 
+def max_segment_frames(cfg: IndexTTS25Config) -> int:
+    """The most mel frames one segment may have: ``max_mel_tokens`` codes at duration factor 1
+    (6 243 frames, 72.5 s, for the release). The DiT, length regulator and BigVGAN ranges are sized
+    for it; sizing them for upstream's slider maximum (2.0) instead would make the DiT's range
+    maximum 13 778 frames, whose attention alone (2 CFG rows × 8 heads × T² float32, per request)
+    is 12 GB at full size."""
+    return target_mel_length_v25(cfg.gpt.max_mel_tokens, 1.0)
+
+
+def max_codes_v25(cfg: IndexTTS25Config, requested: int, duration_factor: float) -> int:
+    """Codes a segment may generate: IndexTTS-2's cap (the request, at most ``max_mel_tokens``),
+    then at most as many as :func:`max_segment_frames` holds at ``duration_factor``. Applied before
+    generation, so a slow factor never fails after the GPT's work. It binds only where upstream
+    would make a segment longer than 72.5 s (full size): upstream's default 1 500 codes fit up to
+    factor 1.21."""
+    n = max_new_codes(cfg, requested)
+    frames = max_segment_frames(cfg)
+    # the grid is monotone in N: step down from the float estimate to the exact largest fit
+    n = min(n, int(frames / (CODEC_UPSAMPLE * FRAMES_PER_50HZ_FRAME * duration_factor)) + 1)
+    while n > 1 and target_mel_length_v25(n, duration_factor) > frames:
+        n -= 1
+    return n
+
+
 def codes_per_second(cfg: IndexTTS25Config) -> float:
     """25 for the release: w2v-bert's 50 Hz frames (16 kHz / hop 160 / stack 2) over the codec's 2x."""
     return 16000 / 160 / 2 / cfg.semantic_codec.downsample_scale
@@ -202,5 +217,6 @@ def codes_per_second(cfg: IndexTTS25Config) -> float:
 __all__ = [
     "IndexTTS25Config", "SemanticCodec25Config", "Vocoder25Config", "parse_config_v25", "load_config_v25",
     "dump_config_v25", "full_config_dict_v25", "tiny_config_dict_v25", "full_config_v25", "tiny_config_v25",
-    "config_v25_for_size", "target_mel_length_v25", "codes_per_second", "NUM_SPECIAL_TOKENS", "CODEC_UPSAMPLE",
+    "config_v25_for_size", "target_mel_length_v25", "max_segment_frames", "max_codes_v25", "codes_per_second", "NUM_SPECIAL_TOKENS", "CODEC_UPSAMPLE",
+    "CONDITIONING_ROWS",
 ]

@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +94,11 @@ def load_tn_zh():
         log.warning("building the Chinese text-normalization grammar (WeTextProcessing, upstream's settings) "
                     "into %s: about a minute, once per machine", final)
         t0 = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", suffix=".tmp", dir=final.parent))
+        # under the lock, so a fixed name is safe; mkdir gives the mode the umask asks for (mkdtemp's
+        # private 0700 would stay on the cache after the rename)
+        tmp = final.parent / f"{final.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         try:
             zh = _build_zh(tmp)
             if final.exists():  # an incomplete folder from an interrupted older layout

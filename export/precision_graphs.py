@@ -1,0 +1,326 @@
+"""``tts-export build --precision fp16|bf16``: each stage's mixed-precision graph, gated like the
+fp32 export, recorded in the manifest (``stages.<name>.graphs.<precision>``).
+
+The fp16 graph is what TensorRT builds (strongly typed: the precision is the graph's types) and
+what ONNX Runtime runs for ``tts-run --precision fp16``, so it is judged itself: ONNX Runtime's CPU
+provider runs it against the fp32 PyTorch reference on fresh seeded inputs at the parity points,
+with the spec's tolerances for the precision. The fp32 islands are chosen by those measurements,
+trying in order
+  1. no islands;
+  2. the islands the PyTorch emulation proposes (``precision.analyze_stage``: fast, a first guess);
+  3. those plus every candidate group (norms, attention, perceiver, activations, embeddings, heads);
+and keeping the first graph that passes at every point. A stage none of them saves keeps its fp32
+graph, with the failure recorded as the reason: the build reports it, never silently.
+
+bf16: ONNX Runtime's CPU provider has no bf16 kernels (export/mixed_precision.py), so the bf16
+graph is written and type-checked with the emulation's islands but not gated here; the runtime
+refuses to run it on ONNX Runtime, and TensorRT's engine gate (``engines.build_and_check``) is
+the check that remains for it, on a GPU.
+
+Cache: a stage's graph is redone when its fp32 graph, the precision, the converter's version or
+this code change (``cache_key``); judged again when only the check (tolerances, points, the gate's
+code, ONNX Runtime's version) changed. A re-exported fp32 graph drops its converted graphs
+(``build.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indextts_trt.runtime.files import sha256_file, write_text_atomic
+from indextts_trt.runtime.manifest import load_manifest
+from indextts_trt.runtime.spec import StageSpec
+
+from .manifest import cache_key, files_fingerprint, library_versions, save_manifest
+from .parity import OutputCheck, judge, parity_points
+
+log = logging.getLogger(__name__)
+
+_HERE = Path(__file__).resolve().parent
+CODE = (_HERE / "precision_graphs.py", _HERE / "mixed_precision.py", _HERE / "precision.py", _HERE / "trt_plan.py")
+GATE_CODE = (_HERE / "parity.py",)
+GATED = ("fp16",)  # precisions ONNX Runtime's CPU provider can run
+UNGATED_REASON = {"bf16": "ONNX Runtime's CPU provider has no bf16 kernels: written and type-checked, not gated "
+                          "(TensorRT's engine gate checks it on a GPU)"}
+
+
+@dataclass
+class Trial:
+    name: str  # none | emulation | all candidates
+    modules: int
+    nodes: int
+    passed: bool
+    worst: dict = field(default_factory=dict)  # the output furthest from passing: output, point, measure, limit
+
+
+@dataclass
+class StageGraph:
+    stage: str
+    precision: str  # the graph's precision: the asked one, or fp32 (fallback)
+    chosen: str  # the trial kept, "fp32 fallback", or "cached"
+    trials: list[Trial]
+    note: str = ""
+    seconds: float = 0.0
+
+
+def _feed_digest(feed: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(feed):
+        a = np.ascontiguousarray(feed[k])
+        h.update(k.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def _worst(checks: list[OutputCheck]) -> dict:
+    def badness(c):  # relative to passing, SNR flipped: larger is worse
+        if not np.isfinite(c.measure):
+            return float("inf")
+        return -c.measure if c.limit.endswith("dB") else c.measure
+
+    c = max(checks, key=badness)
+    return {"output": c.output, "point": c.point, "max_abs_err": c.max_abs_err, "measure": c.measure, "limit": c.limit}
+
+
+class _Gate:
+    """A stage's parity points: seeded feeds and fp32 reference outputs made once, judged against
+    any number of candidate graphs."""
+
+    def __init__(self, spec: StageSpec, module, sampler, precision: str, points: tuple[str, ...]):
+        from .variant import run_reference
+
+        self.spec, self.precision = spec, precision
+        sizes = parity_points(spec)
+        self.points = []
+        for i, point in enumerate(points):  # the seeds of the fp32 gate (parity.check_stage)
+            feed = sampler(spec, sizes[point], np.random.default_rng(1000 + i))
+            sz = " ".join(f"{d.name}={sizes[point][d.name]}" for d in spec.free_dims)
+            self.points.append((point, sz, feed, run_reference(module, spec, feed)))
+
+    def judge(self, onnx_path: Path) -> list[OutputCheck]:
+        from .mixed_precision import ort_runner
+
+        run = ort_runner(onnx_path)
+        checks = []
+        for point, sz, feed, ref in self.points:
+            got = run(feed)
+            for t in self.spec.outputs:
+                tol = self.spec.tolerance(t.name, self.precision)
+                g = got[t.name]
+                if g.dtype.kind == "f" and not np.all(np.isfinite(g)):
+                    ok, err, measure, limit = False, float("inf"), float("inf"), "finite"
+                else:
+                    ok, err, measure, limit = judge(ref[t.name], g, tol)
+                checks.append(OutputCheck(self.spec.name, point, sz, t.name, tol.stat, float(err), float(measure),
+                                          limit, bool(ok)))
+        del run
+        return checks
+
+
+def _island_trials(module, analysis: dict) -> list[tuple[str, list[str]]]:
+    """(name, module paths) to try, smallest first, without repeats."""
+    from .precision import CANDIDATES, leaf_modules
+
+    guess = [] if analysis["islands"] == [""] else list(analysis["islands"])
+    leaves = leaf_modules(module)
+    every = set(guess) | set(analysis.get("overflow", []))
+    for _, pred in CANDIDATES:
+        every |= {p for p, m in leaves.items() if pred(p, m)}
+    trials, seen = [], set()
+    for name, isl in (("none", []), ("emulation", sorted(guess)), ("all candidates", sorted(every))):
+        if tuple(isl) not in seen:
+            seen.add(tuple(isl))
+            trials.append((name, isl))
+    return trials
+
+
+def _analysis(models, out: Path, name: str, spec: StageSpec, precision: str, fp32_sha: str) -> dict:
+    """The PyTorch emulation's result for a stage (``precision_<p>.json``), reused while its fp32
+    graph is unchanged."""
+    from .precision import analyze_stage
+
+    path = out / f"precision_{precision}.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    if stored.get(name, {}).get("onnx_sha256") == fp32_sha:
+        return stored[name]
+    r = analyze_stage(models.adapter(name), spec, models.variant.sources[name].sampler, precision)
+    stored[name] = {**r.to_json(), "onnx_sha256": fp32_sha}
+    write_text_atomic(path, json.dumps(stored, indent=1))
+    return stored[name]
+
+
+def _move_into(tmp: Path, out: Path, stem: str) -> dict[str, str]:
+    """Move a converted graph (and its external weights, if any) from ``tmp`` into ``out``;
+    remove what an earlier conversion of the same stage left that this one did not write."""
+    produced = sorted(p.name for p in tmp.iterdir())
+    for old in out.glob(f"{stem}*"):
+        if old.name not in produced:
+            old.unlink()
+    for f in produced:
+        os.replace(tmp / f, out / f)
+    return {f: sha256_file(out / f) for f in produced}
+
+
+def _drop_files(out: Path, stem: str) -> None:
+    for old in out.glob(f"{stem}*"):
+        old.unlink()
+
+
+def make_precision_graphs(checkpoints, out: str | Path, precision: str, points: tuple[str, ...],
+                          force: bool = False, progress: bool = True, log_line=print) -> list[StageGraph]:
+    """Write and gate every stage's ``precision`` graph of the built directory ``out``; record each
+    in the manifest. Returns one :class:`StageGraph` per stage, in pipeline order."""
+    from filelock import FileLock, Timeout
+
+    out = Path(out)
+    try:
+        with FileLock(str(out / ".build.lock"), timeout=0):
+            return _make(checkpoints, out, precision, points, force, progress, log_line)
+    except Timeout:
+        from .build import BuildError
+
+        raise BuildError(f"another tts-export build is writing {out}; wait for it or use another --out") from None
+
+
+def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force: bool, progress: bool,
+          log_line) -> list[StageGraph]:
+    from tqdm import tqdm
+
+    from .build import TMP_PREFIX
+    from .mixed_precision import _modelopt_version, convert, io_policy
+    from .trt_plan import island_nodes
+    from .variant import ReferenceModels
+
+    manifest = load_manifest(out)
+    models = ReferenceModels(checkpoints)
+    specs, ev = models.variant.runtime.stage_specs(models.cfg), models.variant
+    code = files_fingerprint(CODE)
+    converter = f"modelopt {_modelopt_version()}"
+    gate_key = {"code": files_fingerprint(GATE_CODE), "onnxruntime": library_versions()["onnxruntime"],
+                "points": list(points)}
+    results = []
+    names = list(manifest["stages"])
+    for name in tqdm(names, desc=f"{precision} graphs", unit="stage", disable=not progress):
+        t0 = time.perf_counter()
+        entry, spec = manifest["stages"][name], specs[name]
+        fp32_sha = entry["files"][entry["onnx"]]
+        key = cache_key({"fp32": fp32_sha, "precision": precision, "converter": converter, "code": code})
+        check = cache_key({"spec": spec.check_key(), "precision": precision, **gate_key})
+        old = (entry.get("graphs") or {}).get(precision)
+        if (not force and old and old.get("cache_key") == key and (old.get("parity") or {}).get("check_key") == check
+                and all((out / f).is_file() and sha256_file(out / f) == h for f, h in old["files"].items())):
+            results.append(StageGraph(name, old["precision"], "cached", [Trial(**t) for t in old.get("trials", [])],
+                                      old.get("note", "")))
+            continue
+        stem = f"{name}.{precision}.onnx"
+        analysis = _analysis(models, out, name, spec, precision, fp32_sha)
+        module = models.adapter(name)
+        fp32_path = out / entry["onnx"]
+        trials, kept, note, record = [], None, "", {}
+        src_dir = None
+        with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{precision}-{name}-", dir=out) as tmpdir:
+            tmp = Path(tmpdir)
+            if precision not in GATED:
+                if analysis["islands"] != [""]:  # else the emulation keeps the whole stage fp32: the fallback
+                    nodes = island_nodes(fp32_path, analysis["islands"])
+                    convert(fp32_path, tmp / stem, precision, nodes, io_policy(spec, precision))
+                    kept, note = ("emulation", analysis["islands"], nodes, []), UNGATED_REASON[precision]
+                    src_dir = tmp
+                parity = {"passed": None, "gated": False, "reason": UNGATED_REASON[precision], "check_key": check}
+            else:
+                gate = _Gate(spec, module, ev.sources[name].sampler, precision, points)
+                for tname, isl in _island_trials(module, analysis):
+                    nodes = island_nodes(fp32_path, isl)
+                    if isl and not nodes:
+                        raise ValueError(f"stage {name}: the fp32 islands {isl[:3]}... match no node of "
+                                         f"{fp32_path.name}: the graph lacks name_scopes metadata")
+                    try_dir = tmp / tname.replace(" ", "_")
+                    try_dir.mkdir()
+                    convert(fp32_path, try_dir / stem, precision, nodes, io_policy(spec, precision))
+                    checks = gate.judge(try_dir / stem)
+                    ok = all(c.passed for c in checks)
+                    trials.append(Trial(tname, len(isl), len(nodes), ok, _worst(checks)))
+                    if ok:
+                        kept, src_dir = (tname, isl, nodes, checks), try_dir
+                        break
+                parity = {"passed": True, "precision": precision, "check_key": check,
+                          "checks": [c.to_json() for c in kept[3]]} if kept else None
+            if kept:
+                files = _move_into(src_dir, out, stem)
+                record = {"onnx": stem, "files": files, "sizes": {f: (out / f).stat().st_size for f in files},
+                          "precision": precision, "islands": kept[1], "island_nodes": len(kept[2]),
+                          "chosen": kept[0], "parity": parity}
+        if not kept:
+            if trials:
+                w = trials[-1].worst
+                note = (f"{precision} fails parity even with every candidate island ({w['output']} at {w['point']}: "
+                        f"{w['measure']:.3g} vs {w['limit']}); the stage runs its fp32 graph")
+            else:
+                note = f"the {precision} emulation fails with every candidate island; the stage runs its fp32 graph"
+            _drop_files(out, stem)
+            record = {"onnx": entry["onnx"], "files": dict(entry["files"]), "sizes": dict(entry.get("sizes") or {}),
+                      "precision": "fp32", "islands": [""], "island_nodes": 0, "chosen": "fp32 fallback",
+                      "parity": {"passed": True, "precision": "fp32", "check_key": check,
+                                 "checks": entry["parity"]["checks"]}}
+        record.update(note=note, cache_key=key, converter=converter, trials=[asdict(t) for t in trials],
+                      emulation={"islands": len(analysis["islands"]), "passed_without": analysis["passed_without"]})
+        entry.setdefault("graphs", {})[precision] = record
+        save_manifest(out, manifest)
+        res = StageGraph(name, record["precision"], record["chosen"], trials, note, time.perf_counter() - t0)
+        results.append(res)
+        log_line(f"  {precision:<5s} {name:<22s} {res.seconds:6.1f} s  {_summary(record)}")
+        later = names[names.index(name) + 1:]
+        if all(ev.sources[s].model != ev.sources[name].model for s in later):
+            models.release(ev.sources[name].model)  # full size: GBs per model
+    write_text_atomic(out / f"precision_{precision}_report.md", report_markdown(manifest, precision))
+    return results
+
+
+def _summary(record: dict) -> str:
+    if record["chosen"] == "fp32 fallback":
+        return "fp32 (fallback: " + record["note"] + ")"
+    isl = f"{record['island_nodes']} fp32 island nodes" if record["island_nodes"] else "no islands"
+    gated = "parity passed" if record["parity"]["passed"] else "not gated"
+    return f"{record['precision']}, {isl} ({record['chosen']}), {gated}"
+
+
+def report_markdown(manifest: dict, precision: str) -> str:
+    lines = [f"# {precision} graphs (ONNX Runtime CPU vs the fp32 PyTorch reference)", "",
+             "Each trial is the converted graph itself, judged at every parity point with the spec's "
+             f"{precision} tolerances (measure ≤ 1 passes; SNR in dB); the first that passes is kept.", "",
+             "| stage | graph | islands kept | trial: worst output (point) measure vs limit | note |",
+             "|---|---|---|---|---|"]
+    for name, entry in manifest["stages"].items():
+        g = (entry.get("graphs") or {}).get(precision)
+        if g is None:
+            lines.append(f"| {name} | – | – | not made | |")
+            continue
+        trials = "<br>".join(f"{t['name']} ({t['nodes']} nodes): {'pass' if t['passed'] else 'FAIL'}, "
+                             f"{t['worst']['output']} ({t['worst']['point']}) {t['worst']['measure']:.3g} vs "
+                             f"{t['worst']['limit']}" for t in g.get("trials", [])) or "–"
+        lines.append(f"| {name} | {g['precision']} | {g['chosen']}, {g['island_nodes']} nodes | {trials} | "
+                     f"{g.get('note', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plan_graphs(manifest: dict, precision: str) -> dict[str, dict]:
+    """``trt_plan.make_plan``'s ``graphs`` from the manifest's records."""
+    out = {}
+    for name, entry in manifest["stages"].items():
+        g = (entry.get("graphs") or {}).get(precision)
+        if g is None:
+            raise ValueError(f"stage {name}: no {precision} graph; run `tts-export build --precision {precision}`")
+        out[name] = {"onnx": g["onnx"], "sha256": g["files"][g["onnx"]], "precision": g["precision"],
+                     "note": g.get("note", "")}
+    return out
+
+
+__all__ = ["make_precision_graphs", "plan_graphs", "report_markdown", "StageGraph", "Trial", "GATED"]
