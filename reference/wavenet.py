@@ -28,13 +28,13 @@ def reflect_pad(x: Tensor, left: int, right: int) -> Tensor:
 
 
 def reflect_tail_index(lens: Tensor, T: int) -> Tensor:
-    """(B,) lengths → (B, T) source frames: ``p`` inside a row, its reflection ``2(L-1) - p`` past
-    it (clamped at 0 far beyond, where nothing valid reads)."""
+    """(B,) lengths → (B, T) source frames: ``p`` inside a row (``p <= L-1``), its reflection
+    ``2(L-1) - p`` past it. One triangle wave, ``|(L-1) - |p - (L-1)||``: Abs has INT64 kernels in
+    TensorRT, Clip (clamp) does not; far past a row (``p > 2(L-1)``) it folds again, to frames no
+    valid output reads."""
     p = torch.arange(T, device=lens.device)[None, :]
     last = (lens[:, None] - 1).to(p.dtype)
-    q = 2 * last - p
-    # Where, not clamp: TensorRT's ONNX parser takes Clip on floats only (export/data/trt_onnx_ops.json)
-    return torch.where(p <= last, p, torch.where(q > 0, q, torch.zeros_like(q)))
+    return torch.abs(last - torch.abs(p - last))
 
 
 class NormConv1d(nn.Module):
