@@ -188,3 +188,24 @@ def test_unknown_peer_and_incomplete_model_folder(tmp_path):
 def test_a_json_round_trip_keeps_the_new_columns(doc):
     again = json.loads(json.dumps(doc))
     assert report.markdown(again) == report.markdown(doc)
+
+
+def test_run_as_a_script_the_driver_imports_the_port_not_itself(tmp_path):
+    """The driver's file is named like the port's package and its folder leads sys.path when run as
+    a script: it must drop that folder, or ``import indextts_onnx.infer`` finds the driver (a real
+    failure of the first full-size run). A stand-in package says which one was imported."""
+    import subprocess
+
+    pkg = tmp_path / "site" / "indextts_onnx"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "infer.py").write_text("raise SystemExit('the stand-in port was imported')\n")
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in [f"{g}.onnx" for g in drv.GRAPHS] + ["bpe.model"]:
+        (models / f).write_bytes(b"x")
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"workload": {}, "peer_models": str(models)}))
+    r = subprocess.run([sys.executable, str(DRIVER), str(args), str(tmp_path / "out.json")], capture_output=True,
+                       text=True, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert r.returncode == 1 and "the stand-in port was imported" in r.stderr, r.stderr

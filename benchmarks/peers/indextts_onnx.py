@@ -205,4 +205,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # run as a script, this file's folder comes first on sys.path, and its name would shadow the port's
+    # package: ``import indextts_onnx`` must find the port
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     main(sys.argv[1:])
