@@ -104,7 +104,9 @@ def _engines_line(doc: dict) -> str:
     sha = doc.get("manifest_sha256", "")[:16]
     if doc.get("engine_dir"):
         return f"Engines: {doc['engine_dir']} (manifest sha256 {sha})."
-    return f"Manifest sha256 {sha}." if sha else "No engines (PyTorch reference only)."
+    if sha:
+        return f"Manifest sha256 {sha}."
+    return "No engines (PyTorch reference only)." if "torch" in doc.get("raw", {}) else "No engines of ours."
 
 
 def markdown(doc: dict) -> str:
@@ -139,7 +141,7 @@ def markdown(doc: dict) -> str:
             sp = t.get("speedup_vs_reference", {}).get("total")
             vs = (f" {_f(t.get('ratio_vs_peer', {}).get('total'), 2)}× |" if b != peer else " – |") if peer else ""
             lines.append(f"| {name} | {t['codes']} | {label(b, doc)} | " + " | ".join(cells)
-                         + f" | {t['figures']['rtf']:.2f} | {_f(sp, 2)}× |" + vs)
+                         + f" | {t['figures']['rtf']:.2f} | {_f(sp, 2)}{'×' if sp is not None else ''} |" + vs)
     if peer:
         lines += _peer_section(doc)
     lines += ["", "## Unit figures and the physical limit", "",
@@ -231,7 +233,10 @@ def _peer_section(doc: dict) -> list[str]:
              f"The port ran in its own environment ({p['python']}; ONNX Runtime {p.get('onnxruntime')}) on its model "
              f"folder {p['models']}, converted from the same checkpoints by its own exporter. Ratios are its median "
              "time over ours (> 1: ours is faster), per stage and per unit of work.", ""]
-    lines += [f"- {d}" for d in peer_differences(doc)] + [""]
+    lines += [f"- {d}" for d in peer_differences(doc)]
+    if not ours:
+        return lines
+    lines.append("")
     hdr = "| text | ours | " + " | ".join((*STAGES, "total")) + " | " + " | ".join(UNITS.values()) + " |"
     lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for name in s[p["name"]]["texts"]:

@@ -209,3 +209,14 @@ def test_run_as_a_script_the_driver_imports_the_port_not_itself(tmp_path):
     r = subprocess.run([sys.executable, str(DRIVER), str(args), str(tmp_path / "out.json")], capture_output=True,
                        text=True, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert r.returncode == 1 and "the stand-in port was imported" in r.stderr, r.stderr
+
+
+def test_a_report_of_the_peer_alone(doc):
+    """The peer's column by itself (how its full-size run was checked): no speedup, no ratio table."""
+    doc["raw"] = {"indextts-onnx": doc["raw"]["indextts-onnx"]}
+    doc["summary"] = report.summarize(doc["raw"], doc["limits"])
+    md = report.markdown(doc)
+    assert "No engines of ours." in md and "## Against indextts-onnx 0.3.0 (port)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| en_short | 40 | indextts-onnx"))
+    assert row.endswith("| 4.38 | – | – |")
+    assert "| en_short | ours |" not in md and "| text | ours |" not in md
