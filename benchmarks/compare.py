@@ -18,7 +18,7 @@ import typer
 
 from indextts_trt.runtime.files import write_bytes_atomic
 
-from .report import LABELS
+from .report import label
 
 # workload fields that must agree (``extra`` holds per-run paths; ``texts`` are checked by name and text)
 SAME = ("num_beams", "top_k", "top_p", "temperature", "repetition_penalty", "diffusion_steps", "cfg_rate", "seed",
@@ -90,14 +90,14 @@ def markdown(c: dict) -> str:
              "| text | speech s | backend | variant | codes | GPT generate s | GPT ms per code | GPT s per audio s "
              "| S2Mel s | BigVGAN s | total s | RTF |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in c["rows"]:
-        lines.append(f"| {r['text']} | {r['speech_seconds']:.1f} | {LABELS.get(r['backend'], r['backend'])} | "
+        lines.append(f"| {r['text']} | {r['speech_seconds']:.1f} | {label(r['backend'])} | "
                      f"{r['variant']} | {r['codes']} | {r['gpt_generate_s']:.3f} | {r['gpt_ms_per_code']:.3g} | "
                      f"{r['gpt_s_per_audio_s']:.3g} | {r['s2mel_s']:.3f} | {r['bigvgan_s']:.3f} | "
                      f"{r['total_s']:.3f} | {r['rtf']:.2f} |")
     lines += ["", f"## {vb} over {va}", "", "| text | backend | GPT generate | GPT per code | total | RTF |",
               "|---|---|---|---|---|---|"]
     for r in c["ratios"]:
-        lines.append(f"| {r['text']} | {LABELS.get(r['backend'], r['backend'])} | {r['gpt_generate_s']:.2f}× | "
+        lines.append(f"| {r['text']} | {label(r['backend'])} | {r['gpt_generate_s']:.2f}× | "
                      f"{r['gpt_ms_per_code']:.2f}× | {r['total_s']:.2f}× | {r['rtf']:.2f}× |")
     lines += ["", "Random weights, fixed code counts: the figures are the cost of that much speech, not of what "
               "trained weights would say or stop at.", ""]

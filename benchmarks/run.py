@@ -9,6 +9,13 @@ Full size: give ``--checkpoints`` (e.g. from ``tts-export init-checkpoints --siz
 checkpoints and engines in a temporary folder, short texts, one run; for CI, which checks the
 report is produced and well formed, not the timings.
 
+Columns: the PyTorch reference (``--backend torch``), our ONNX Runtime pipeline at each
+``--precision`` (``--backend ort --precision fp32 --precision int8``: one column per precision, keyed
+``ort`` for fp32 and ``ort-<precision>`` otherwise; missing graphs of a precision are made first), and
+a peer (``--peer indextts-onnx --peer-python PATH --peer-models DIR``: the port run by its own
+interpreter, ``peers/indextts_onnx.py``). ``--beams 1`` is the equal work to compare with the port's
+one sampled sequence.
+
 Reports go to ``out/bench/`` (ignored by git) unless ``--out`` says otherwise; the committed
 results are rewritten only when asked: ``--out benchmarks/results``.
 """
@@ -32,7 +39,7 @@ import typer
 from indextts_trt.runtime.files import write_bytes_atomic
 
 from . import limits as limits_mod
-from . import report
+from . import peers, report
 from .workload import QUICK_TEXTS, Workload
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
@@ -66,8 +73,34 @@ def versions() -> dict:
             **{k: v for k, v in library_versions().items() if v and k != "python"}}
 
 
-def run_worker(backend: str, args: dict, tmp: Path, timeout: float) -> dict:
-    a, o = tmp / f"{backend}.args.json", tmp / f"{backend}.out.json"
+def columns(backends: tuple[str, ...], precisions: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(report key, backend, precision) per column: the PyTorch reference is fp32 only; ONNX Runtime
+    gets one column per precision, ``ort`` for fp32 (the key reports always had) and ``ort-<p>``."""
+    out = []
+    for b in backends:
+        if b == "ort":
+            out += [("ort" if p == "fp32" else f"ort-{p}", "ort", p) for p in dict.fromkeys(precisions)]
+        else:
+            out.append((b, b, "fp32"))
+    return out
+
+
+def ensure_precision(checkpoints: Path, engine_dir: Path, precision: str, quick: bool, log) -> None:
+    """Every stage of ``engine_dir`` has a gated ``precision`` graph (or its recorded fp32 fallback):
+    made first when missing, as ``tts-export build --precision`` makes them."""
+    manifest = json.loads((Path(engine_dir) / "manifest.json").read_text())
+    if precision == "fp32" or all(precision in (st.get("graphs") or {}) for st in manifest["stages"].values()):
+        return
+    from indextts_trt.export.precision_graphs import make_precision_graphs
+
+    log(f"making the {precision} graphs in {engine_dir}")
+    make_precision_graphs(checkpoints, engine_dir, precision, ("opt",), progress=not quick,
+                          log_line=(lambda m: None) if quick else log)
+
+
+def run_worker(backend: str, args: dict, tmp: Path, timeout: float, key: str | None = None) -> dict:
+    key = key or backend
+    a, o = tmp / f"{key}.args.json", tmp / f"{key}.out.json"
     a.write_text(json.dumps({**args, "backend": backend}))
     env = dict(os.environ)
     threads = args["workload"]["threads"]
@@ -76,13 +109,16 @@ def run_worker(backend: str, args: dict, tmp: Path, timeout: float) -> dict:
     r = subprocess.run([sys.executable, "-m", "indextts_trt.benchmarks.worker", str(a), str(o)], env=env,
                        timeout=timeout, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"benchmark worker '{backend}' failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark worker '{key}' failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
     return json.loads(o.read_text())
 
 
 def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name: str, work: Workload,
-          backends: tuple[str, ...], quick: bool, log=print, timeout: float = 3600) -> dict:
-    """Everything but the CLI: returns the JSON document it wrote."""
+          backends: tuple[str, ...], quick: bool, log=print, timeout: float = 3600,
+          precisions: tuple[str, ...] = ("fp32",), peer: tuple[peers.Peer, Path, Path] | None = None) -> dict:
+    """Everything but the CLI: returns the JSON document it wrote. ``peer``: (the peer, its
+    interpreter, its model folder), all checked (``peers.check_python``, ``peers.check_models``)."""
+    cols = columns(backends, precisions)
     from indextts_trt.runtime.audio import SR_22K, write_wav_int16
     from indextts_trt.runtime.demo_audio import synth_voice_prompt
 
@@ -100,27 +136,38 @@ def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name
         built_here = engine_dir is None
         if built_here:
             engine_dir = tmp / "engines"
+        if peer is not None:
+            _check_peer_variant(checkpoints)
         if "ort" in backends and not (Path(engine_dir) / "manifest.json").is_file():
             from indextts_trt.export.build import build
 
             log(f"building ONNX graphs into {engine_dir}")
             if not build(checkpoints, engine_dir, points=("opt",), progress=not quick).ok:
                 raise RuntimeError("the export's parity gate failed; no benchmark of unverified graphs")
+        for _, b, p in cols:
+            if b == "ort":
+                ensure_precision(checkpoints, engine_dir, p, quick, log)
         prompt = tmp / "prompt.wav"
         write_wav_int16(prompt, synth_voice_prompt(work.prompt_seconds, SR_22K, seed=work.prompt_seed), SR_22K)
         work = replace(work, extra={**work.extra, "prompt_path": str(prompt)})
         log(f"measuring this machine's limits ({work.threads or os.cpu_count()} threads)")
         lim = limits_mod.measure(work.threads, quick=quick)
         raw = {}
-        for b in backends:
-            log(f"running backend {b} ({len(work.texts)} texts × {work.runs} runs + {work.warmup} warm-up)")
+        for key, b, p in cols:
+            log(f"running {key} ({len(work.texts)} texts × {work.runs} runs + {work.warmup} warm-up)")
             t0 = time.perf_counter()
-            raw[b] = run_worker(b, {"workload": work.to_json(), "checkpoints": str(checkpoints),
-                                    "engine_dir": str(engine_dir)}, tmp, timeout)
-            log(f"  {b}: {time.perf_counter() - t0:.0f} s")
+            raw[key] = run_worker(b, {"workload": work.to_json(), "checkpoints": str(checkpoints),
+                                      "engine_dir": str(engine_dir), "precision": p}, tmp, timeout, key)
+            log(f"  {key}: {time.perf_counter() - t0:.0f} s")
+        if peer is not None:
+            log(f"running peer {peer[0].name} ({peer[1]})")
+            t0 = time.perf_counter()
+            raw[peer[0].name] = peers.run(*peer, work.to_json(), tmp, timeout)
+            log(f"  {peer[0].name}: {time.perf_counter() - t0:.0f} s")
         # read while a temporary engines folder still exists
         manifest = Path(engine_dir) / "manifest.json"
         manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else ""
+    ort_keys = [k for k, b, _ in cols if b == "ort"]
     engines_where = ("tiny engines built in a temporary folder (deleted after the run)" if built_here
                      else str(Path(engine_dir).resolve()))
     doc = {
@@ -129,15 +176,22 @@ def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name
         "machine": machine(), "versions": versions(),
         "checkpoints_size": size,
         "checkpoints_note": "random weights in the released formats; codes forced to a fixed count",
-        "engine_dir": engines_where if "ort" in backends else "",
+        "engine_dir": engines_where if ort_keys else "",
         "manifest_sha256": manifest_sha,
         "workload": {k: v for k, v in work.to_json().items() if k != "extra"},
-        "limits": lim, "backends": list(backends), "raw": raw,
+        "limits": lim, "backends": list(raw), "raw": raw,
+        "columns": {k: {"backend": b, "precision": p} for k, b, p in cols},
         "caveats": ["ONNX Runtime runs its CPU provider here, not TensorRT and not a GPU."
-                    if "ort" in raw and "CUDA" not in str(raw["ort"].get("providers", "")) else "",
+                    if ort_keys and "CUDA" not in str(raw[ort_keys[0]].get("providers", "")) else "",
                     "Time to first audio is measured with code-chunk streaming on the longest text; per-segment "
                     "streaming's first audio is that of a whole segment (the texts are one segment each)."],
     }
+    if peer is not None:
+        res = raw[peer[0].name]
+        doc["peer"] = {"name": peer[0].name, "label": peer[0].label, "version": res.get("peer_version"),
+                       "python": str(peer[1]), "models": str(peer[2]), "num_beams": res.get("num_beams", 1),
+                       "graph_precisions": res.get("graph_precisions", {}), "onnxruntime": res.get("onnxruntime")}
+        doc["columns"][peer[0].name] = {"backend": "peer", "precision": "int8/fp32 (its own choice)"}
     doc["versions"] = {k: v for k, v in doc["versions"].items() if v}
     doc["caveats"] = [c for c in doc["caveats"] if c]
     doc["summary"] = report.summarize(raw, lim)
@@ -150,6 +204,14 @@ def bench(checkpoints: Path | None, engine_dir: Path | None, out_dir: Path, name
     write_bytes_atomic(out_dir / f"{name}.json", json.dumps(doc, indent=1).encode())
     write_bytes_atomic(out_dir / f"{name}.md", report.markdown(doc).encode())
     return doc
+
+
+def _check_peer_variant(checkpoints: Path) -> None:
+    from indextts_trt.runtime.variant import load_variant_config
+
+    variant, _ = load_variant_config(Path(checkpoints))
+    if variant.name != "indextts-2":
+        raise ValueError(f"--peer runs IndexTTS-2 ports; {checkpoints} holds {variant.name} checkpoints")
 
 
 def _size_of(checkpoints: Path) -> str:
@@ -184,17 +246,44 @@ def main(
     threads: int = typer.Option(0, "--threads", help="threads for every backend, >= 0 (0: all cores)"),
     quick: bool = typer.Option(False, "--quick", help="tiny random checkpoints and engines in a temporary folder, "
                                "short texts, one run (CI: checks the report, not the timings)"),
+    precision: list[str] = typer.Option(["fp32"], "--precision", metavar="<p>",
+                                        help="ONNX Runtime graphs' precision, repeatable: one ort column each "
+                                        "(missing graphs are made first, as `tts-export build --precision`)"),
+    beams: int = typer.Option(Workload.num_beams, "--beams", help="GPT beams, >= 1 (1: the equal work to compare "
+                              "with a one-sequence peer)"),
+    peer: str | None = typer.Option(None, "--peer", help=f"also run a peer on the same work: {', '.join(peers.PEERS)}"),
+    peer_python: Path | None = typer.Option(None, "--peer-python", help="the interpreter of the peer's own "
+                                            "environment (never the project's venv)"),
+    peer_models: Path | None = typer.Option(None, "--peer-models", help="the peer's model folder, converted from "
+                                            "--checkpoints by the peer's own exporter"),
 ) -> None:
     """Run the fixed work on each backend and write NAME.json, NAME.md and NAME.png."""
+    from indextts_trt.runtime.pipeline import PRECISIONS
+
     bad = [b for b in backend if b not in BACKENDS]
     if bad:
         raise typer.BadParameter(f"--backend {bad[0]!r}: choose from {', '.join(BACKENDS)}")
-    work = Workload(runs=runs or (1 if quick else 2), warmup=warmup, threads=threads)
+    bad = [p for p in precision if p not in PRECISIONS]
+    if bad:
+        raise typer.BadParameter(f"--precision {bad[0]!r}: choose from {', '.join(PRECISIONS)}")
+    if beams < 1:
+        raise typer.BadParameter(f"--beams {beams}: must be >= 1")
+    try:
+        peer_run = None
+        if peer is not None:
+            p = peers.get(peer)
+            peers.check_python(p, peer_python)
+            peer_run = (p, peer_python, peers.check_models(p, peer_models, peer_python))
+    except peers.PeerError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    work = Workload(runs=runs or (1 if quick else 2), warmup=warmup, threads=threads, num_beams=beams)
     if quick:
         work = replace(work, texts=QUICK_TEXTS, diffusion_steps=4, stream_chunk=(8, 2))
     name = name or f"{'gpu' if machine()['gpu'] else 'cpu'}-{'quick' if quick else 'full'}"
     try:
-        doc = bench(checkpoints, engine_dir, out, name, work, tuple(backend), quick, log=lambda m: typer.echo(m, err=True))
+        doc = bench(checkpoints, engine_dir, out, name, work, tuple(backend), quick,
+                    log=lambda m: typer.echo(m, err=True), precisions=tuple(precision), peer=peer_run)
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -26,6 +26,7 @@ class Timers:
     def __init__(self):
         self.s: dict[str, float] = defaultdict(float)
         self.n: dict[str, int] = defaultdict(int)
+        self.seen: dict[str, int] = {}  # sizes of the work seen inside a run (e.g. the decode step's rows)
         self.phase = ""
 
     def wrap(self, fn, name_of):
@@ -51,6 +52,11 @@ class Timers:
     def reset(self):
         self.s.clear()
         self.n.clear()
+        self.seen.clear()
+
+    def note(self, key: str, value: int, name: str) -> str:
+        self.seen[key] = max(self.seen.get(key, 0), int(value))
+        return name
 
 
 def _ort(args: dict, work: Workload, prompt: Path) -> dict:
@@ -58,7 +64,8 @@ def _ort(args: dict, work: Workload, prompt: Path) -> dict:
     from indextts_trt.runtime.streaming import ChunkPlan
 
     t0 = time.perf_counter()
-    pipe = open_pipeline(args["engine_dir"], providers=args.get("providers"), threads=work.threads or None)
+    pipe = open_pipeline(args["engine_dir"], providers=args.get("providers"), threads=work.threads or None,
+                         precision=args.get("precision", "fp32"))
     for name in pipe.specs:  # runners are opened lazily; open them all here, inside the load time
         pipe.stage(name)
     load = time.perf_counter() - t0
@@ -67,7 +74,8 @@ def _ort(args: dict, work: Workload, prompt: Path) -> dict:
     pipe.generate_steps = lambda *a, **k: _in_phase(tm, "generate", gen(*a, **k))
     pipe.prefill = tm.wrap(pipe.prefill, lambda a, k: "gpt_prefill" if tm.phase == "generate" else "")
     dec, dit = pipe.stage("gpt_decode"), pipe.stage("dit_step")
-    dec.run = tm.wrap(dec.run, lambda a, k: "gpt_decode_step")
+    # rows of a decode step: the beams (a[0] is the step's feed, one cache_len per row)
+    dec.run = tm.wrap(dec.run, lambda a, k: tm.note("gpt_decode_rows", len(a[0]["cache_len"]), "gpt_decode_step"))
     dit.run = tm.wrap(dit.run, lambda a, k: "dit_step")
 
     variant = pipe.variant
@@ -86,7 +94,10 @@ def _ort(args: dict, work: Workload, prompt: Path) -> dict:
         it.close()  # the rest of the segment is not needed for this figure
         return first
 
-    return _measure(work, codes, once, ttfa, tm, load, {"providers": pipe.providers_in_use, **_about(variant)})
+    # the precision each stage ran in: a stage whose reduced graph failed its gate runs fp32
+    stages = {s: pipe.stage_precision(s) for s in pipe.specs}
+    return _measure(work, codes, once, ttfa, tm, load, {"providers": pipe.providers_in_use, "precision": pipe.precision,
+                                                        "stage_precisions": stages, **_about(variant)})
 
 
 def _about(variant) -> dict:
@@ -198,7 +209,7 @@ def _measure(work: Workload, codes_of, once, ttfa, tm: Timers, load: float, info
                 raise RuntimeError(f"text {t.name}: expected one segment of {codes_of(t)} codes, got {codes}; the "
                                    f"fixed work is broken (segmenting or min/max codes)")
             runs.append({"total": total, "audio_seconds": dur, "codes": codes[0], **secs,
-                         **{k: v for k, v in tm.s.items()}, **{f"{k}_calls": v for k, v in tm.n.items()}})
+                         **{k: v for k, v in tm.s.items()}, **{f"{k}_calls": v for k, v in tm.n.items()}, **tm.seen})
         rows[t.name] = runs
     out = {"load_seconds": load, "runs": rows, **info}
     if ttfa is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_report_files_are_written_and_consistent(quick_doc, engine_dir):
     md = (out / "cpu-quick.md").read_text()
     for t in QUICK_TEXTS:
         assert f"| {t.name} | {t.codes} | PyTorch reference (eager fp32) |" in md
-        assert f"| {t.name} | {t.codes} | ONNX Runtime |" in md
+        assert f"| {t.name} | {t.codes} | ONNX Runtime fp32 |" in md
     assert "fixed number of codes per text" in md and "not TensorRT" in md
     # the report names the engines it measured, not "Manifest ." when they live elsewhere
     assert f"Engines: {engine_dir.resolve()} (manifest sha256 {on_disk['manifest_sha256'][:16]})." in md
@@ -58,6 +59,68 @@ def test_figures_follow_the_fixed_work(quick_doc):
     assert len(s["ort"]["ttfa"]["seconds"]) == w["runs"] and s["ort"]["ttfa"]["chunk"] == [8, 2]
     costs = doc["raw"]["torch"]["costs"]
     assert costs["gpt_step_weight_bytes"] > 0 and all(v > 0 for v in costs["dit_step_flops"].values())
+
+
+@pytest.fixture(scope="module")
+def fp16_beam1_doc(tiny_ckpt, engine_dir, tmp_path_factory):
+    """fp32 and fp16 ONNX Runtime columns beside the reference in one run, at 1 beam; the bench
+    makes the fp16 graphs itself, in a copy of the shared build (which stays fp32-only)."""
+    eng = tmp_path_factory.mktemp("bench-fp16") / "engines"
+    shutil.copytree(engine_dir, eng)
+    work = replace(Workload(runs=1, warmup=0, threads=2, num_beams=1), texts=QUICK_TEXTS[:1], diffusion_steps=3,
+                   stream_chunk=(8, 2))
+    out = tmp_path_factory.mktemp("bench-fp16-out")
+    doc = bench(tiny_ckpt, eng, out, "cpu-quick-fp16", work, ("torch", "ort"), quick=True, log=lambda m: None,
+                precisions=("fp32", "fp16"))
+    return out, eng, doc
+
+
+def test_two_precisions_run_side_by_side(fp16_beam1_doc):
+    out, eng, doc = fp16_beam1_doc
+    s, t = doc["summary"], QUICK_TEXTS[0]
+    assert list(s) == ["torch", "ort", "ort-fp16"] == doc["backends"]
+    assert doc["columns"]["ort-fp16"] == {"backend": "ort", "precision": "fp16"}
+    stages = doc["raw"]["ort-fp16"]["stage_precisions"]
+    assert doc["raw"]["ort-fp16"]["precision"] == "fp16" and "fp16" in stages.values()
+    assert set(doc["raw"]["ort"]["stage_precisions"].values()) == {"fp32"}
+    manifest = json.loads((eng / "manifest.json").read_text())
+    assert all("fp16" in st["graphs"] for st in manifest["stages"].values())  # made by the bench
+    for key in ("ort", "ort-fp16"):
+        r = s[key]["texts"][t.name]
+        assert r["codes"] == t.codes and r["speedup_vs_reference"]["total"] > 0 and "ratio_vs_peer" not in r
+    md = (out / "cpu-quick-fp16.md").read_text()
+    assert f"| {t.name} | {t.codes} | ONNX Runtime fp16 |" in md and f"| {t.name} | {t.codes} | ONNX Runtime fp32 |" in md
+    kept = sorted(k for k, v in stages.items() if v != "fp16")
+    assert f"ONNX Runtime fp16: fp16 in {len(stages) - len(kept)} of {len(stages)} stages" in md
+    assert " vs peer |" not in md and "## Against" not in md
+    on_disk = json.loads((out / "cpu-quick-fp16.json").read_text())
+    assert on_disk["columns"] == doc["columns"] and on_disk["summary"] == doc["summary"]
+
+
+def test_one_beam_changes_the_work(quick_doc, fp16_beam1_doc):
+    """--beams 1: each decode step runs one row (three by default), the cache the reference's cost
+    model counts is a third, and the report says so."""
+    (_, three), (out, _, one) = quick_doc, fp16_beam1_doc
+    name = QUICK_TEXTS[0].name
+    assert (three["workload"]["num_beams"], one["workload"]["num_beams"]) == (3, 1)
+    for key in ("ort", "ort-fp16"):
+        assert [r["gpt_decode_rows"] for r in one["raw"][key]["runs"][name]] == [1]
+    assert {r["gpt_decode_rows"] for r in three["raw"]["ort"]["runs"][name]} == {3}
+    kv1, kv3 = (d["raw"]["torch"]["costs"]["kv_bytes_per_position"] for d in (one, three))
+    assert kv3 == 3 * kv1 > 0
+    md = (out / "cpu-quick-fp16.md").read_text()
+    assert "1 beam (one sampled sequence) (top-k" in md
+
+
+def test_cli_rejects_bad_precision_and_beams(tmp_path):
+    from typer.testing import CliRunner
+
+    from indextts_trt.export.cli import app
+
+    for args, msg in ((["--precision", "int4"], "--precision 'int4': choose from fp32"), (["--beams", "0"], "--beams 0")):
+        r = CliRunner().invoke(app, ["bench", "--quick", *args, "--out", str(tmp_path)])
+        assert r.exit_code != 0 and msg in r.output, r.output
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_rejects_unknown_backend(tmp_path):
@@ -104,7 +167,7 @@ def test_compare_puts_25_beside_2(quick_doc, quick_doc_25, tmp_path):
         assert (a["codes"], b["codes"]) == (2 * b["codes"], b["codes"])
         assert r["total_s"] == pytest.approx(b["total_s"] / a["total_s"])
     md = markdown(c)
-    assert "| en_short | 0.2 | ONNX Runtime | indextts-2.5 | 6 |" in md
+    assert "| en_short | 0.2 | ONNX Runtime fp32 | indextts-2.5 | 6 |" in md
     write(c, tmp_path, "cmp")
     assert json.loads((tmp_path / "cmp.json").read_text())["ratios"] == c["ratios"]
     other = json.loads(json.dumps(quick_doc_25))
