@@ -25,24 +25,28 @@ VELOCITY = {"fp32": Tolerance("quantile", atol=1e-4, rtol=1e-4, quantile=0.999),
 WAVE = {"fp32": Tolerance("snr", snr_db=60.0), "fp16": Tolerance("snr", snr_db=30.0), "bf16": Tolerance("snr", snr_db=25.0)}
 EXACT = {"fp32": Tolerance("exact"), "fp16": Tolerance("exact"), "bf16": Tolerance("exact")}
 
-# int8 (export/int8_quant.py): weight MatMuls int8 per output channel, their activations uint8 per
-# tensor at run time, everything else fp32. Its error is relative (a fraction of each activation's
-# own range, compounding over layers), so it is judged as a signal-to-noise ratio, which means the
-# same on tiny random weights and full size. A stage gets int8 only where its table has an entry:
-# - GPT logits, 25 dB: the error's RMS is at most 5.6 % of the logits' RMS. Measured at full size:
-#   ≈ 40 dB (decode step); tiny: 42-45 dB. What sampling sees is the top of the distribution;
-#   end to end the tests compare greedy codes with fp32's and the README reports the agreement.
-# - hidden states and KV entries, 25 dB: the keys/values every later step attends to; their error
-#   enters the logits above, which are judged themselves.
-# - encoder features (w2v-bert, speaker latents, emotion vector), 25 dB: conditioning, judged
-#   as features; each feeds a stage gated on its own output in fp32.
+# int8 (export/int8_quant.py): weight MatMuls int8 (per block of 128 weights), their activations
+# int8 at run time, everything else fp32. Its error is relative (a fraction of each activation's own
+# range, compounding over layers), so the GPT and the encoders are judged by signal-to-noise ratio,
+# which means the same on tiny random weights and at full size. A stage gets int8 only where its
+# table has an entry for every output:
+# - GPT logits, 25 dB: the error's RMS is at most 5.6 % of the logits' RMS. Measured: 29.9 dB on the
+#   full-size decode step (random weights, 3 rows, 100 cached positions), 42-46 dB tiny. The codes
+#   are what matters downstream; the tests compare greedy codes with fp32's end to end.
+# - hidden states and KV entries, 25 dB: what every later step attends to; their error reaches
+#   the logits, which are judged themselves.
+# - encoder features (w2v-bert, speaker latents, emotion vector), 25 dB: conditioning, judged as
+#   features (tiny: 39-46 dB).
+# - the DiT step: the fp16 tolerance (q0.99 of the error ratio at atol = rtol = 5e-2): an int8 step
+#   may be as far from fp32 as an fp16 step may. Measured at full size (T 600): 0.27 (velocity),
+#   0.11 (x_next), 34 dB velocity SNR, for 1.2× the fp32 step's speed.
 INT8_SNR = Tolerance("snr", snr_db=25.0)
 FEATURES_INT8 = {**MAX_FP32, "int8": INT8_SNR}
 LOGITS_INT8 = {**LOGITS, "int8": INT8_SNR}
+VELOCITY_INT8 = {**VELOCITY, "int8": VELOCITY["fp16"]}
 # not quantized (no int8 entry): semantic_codec (exact VQ codes: a flipped code is a different
-# token), vq2emb, campplus and length_regulator (convolutions or one small MatMul: ConvInteger is
-# slower than fp32 Conv here), gpt_layer (one small MatMul per code), the DiT step and BigVGAN
-# (measured: README, int8 section)
+# token), campplus, vq2emb, length_regulator and BigVGAN (convolutions: ONNX Runtime's ConvInteger
+# ran 2.2-3.6× slower than its fp32 Conv), gpt_layer (three small MatMuls per segment)
 
 MAX_BEAMS = 8  # beams of one request
 MAX_REQUESTS = 8  # requests that share one decode step or one DiT step (serving batches them)
@@ -123,7 +127,7 @@ def dit_step_spec(cfg, t_max: int) -> StageSpec:
                 TensorSpec("cfg_rate", F32, (1,))),
         outputs=(TensorSpec("x_next", F32, ("B", n_mels, "T")), TensorSpec("velocity", F32, ("B", n_mels, "T"))),
         dims=(_dim("B", 1, 1, MAX_REQUESTS), _dim("T", 8, 600, t_max)),
-        tolerances={"x_next": VELOCITY, "velocity": VELOCITY})
+        tolerances={"x_next": VELOCITY_INT8, "velocity": VELOCITY_INT8})
 
 
 def bigvgan_spec(cfg, frames_max: int) -> StageSpec:
