@@ -17,11 +17,13 @@ What int8 means here (``SETTINGS``, part of the graph's cache key):
 - Conv stays fp32: ONNX Runtime's ``ConvInteger`` (the only int8 convolution its quantizer makes
   for the CPU) ran 2.2-3.6× slower than the fp32 Conv at BigVGAN's sizes (README, int8 section).
 
-Why MatMulNBits and not ``quantize_dynamic`` (MatMulInteger with per-channel weights and per-tensor
-uint8 activations): on the full-size GPT decode step it was 8-23 % faster in every run (the same
-weight bytes; its kernel fuses the activation quantization) and 1 dB more accurate (29.9 vs 28.8 dB
-logits SNR); with ``accuracy_level`` 0 (fp32 compute on dequantized weights) it was 12× slower than
-fp32. Figures: README.
+Why MatMulNBits and not ``quantize_dynamic`` (MatMulInteger, per-channel weights, per-tensor uint8
+activations): on the full-size GPT decode step (2 threads, a loaded machine, steps of the graphs
+alternated) the two were equally fast within the noise (each faster in some runs; both 1.9-2.7× the
+fp32 step), MatMulNBits 1 dB more accurate (29.9 vs 28.8 dB logits SNR) and quicker to make (43 vs
+71 s, 5.4 vs 5.8 GB peak: it quantizes the loaded model, no second copy on disk). With
+``accuracy_level`` 0 (fp32 compute on dequantized weights) it was 12× slower than fp32. Figures:
+README, int8 section.
 
 ``exclude`` (ONNX node names of the fp32 graph) plays the role of fp16's fp32 islands: those
 MatMuls keep fp32 weights.
