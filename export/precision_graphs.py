@@ -12,8 +12,8 @@ trying in order
 and keeping the first graph that passes at every point. A stage none of them saves keeps its fp32
 graph, with the failure recorded as the reason: the build reports it, never silently.
 
-int8 (``int8_quant.py``): ONNX Runtime's own dynamic quantizer makes the weight MatMuls int8 (I/O,
-KV cache and every other op stay fp32), for ONNX Runtime's CPU provider only (TensorRT's int8 needs
+int8 (``int8_quant.py``): ONNX Runtime's own weight quantizer makes the weight MatMuls 8-bit
+``MatMulNBits`` (I/O, KV cache and every other op stay fp32), for ONNX Runtime's CPU provider only (TensorRT's int8 needs
 Q/DQ calibration, which this does not do). The same gate judges it with the spec's int8 tolerances;
 the exclusion lists (MatMuls left fp32) play the islands' part: none, then the candidate groups
 added one at a time (``int8_quant.trials``). A stage whose spec states no int8 tolerance, or with no
