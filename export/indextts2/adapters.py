@@ -111,16 +111,23 @@ class GptDecode(nn.Module):
         cap = kv.shape[4]
         valid = (torch.arange(cap, device=x.device)[None, :] < cache_len[:, None]).to(x.dtype)  # (B, CAP)
         bias = ((1.0 - valid) * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, CAP), fp16-safe additive mask
+        # one slice per layer's keys and per layer's values (ONNX Runtime copies a Slice's output:
+        # the cache once per step; indexing kv[i, 0] exports as Splits of the whole cache, which copy
+        # it twice and dominated the step at long caches)
+        halves = kv.flatten(0, 1)  # (L·2, B, H, CAP, hd)
         new_k, new_v = [], []
         for i, block in enumerate(g.gpt.h):
             att = block.attn
             y = block.ln_1(x)
             q, k, v = att.c_attn(y).split(d, dim=-1)
             q, k, v = (t.view(b, 1, att.heads, att.hd).transpose(1, 2) for t in (q, k, v))  # (B, H, 1, hd)
-            s_cache = q @ kv[i, 0].transpose(-2, -1) / math.sqrt(att.hd) + bias  # (B, H, 1, CAP)
+            k_cache = torch.narrow(halves, 0, 2 * i, 1).squeeze(0)  # (B, H, CAP, hd)
+            v_cache = torch.narrow(halves, 0, 2 * i + 1, 1).squeeze(0)
+            # K·qᵀ streams the cached keys row by row (a GEMV); q·Kᵀ would transpose them first
+            s_cache = (k_cache @ q.transpose(-2, -1)).transpose(-2, -1) / math.sqrt(att.hd) + bias  # (B, H, 1, CAP)
             s_self = (q * k).sum(-1, keepdim=True) / math.sqrt(att.hd)  # (B, H, 1, 1)
             p = torch.softmax(torch.cat([s_cache, s_self], dim=-1), dim=-1)
-            o = p[..., :cap] @ kv[i, 1] + p[..., cap:] * v  # (B, H, 1, hd)
+            o = p[..., :cap] @ v_cache + p[..., cap:] * v  # (B, H, 1, hd)
             x = x + att.c_proj(o.transpose(1, 2).reshape(b, 1, d))
             x = x + block.mlp(block.ln_2(x))
             new_k.append(k)
