@@ -18,7 +18,9 @@ from indextts_trt.runtime.cli_errors import EXIT_CODES_HELP, cli_errors, setup_l
 # plain help (no rich panels): flags show no "<bool>" metavar, every line is text a user can copy
 app = typer.Typer(add_completion=False, no_args_is_help=True, epilog=EXIT_CODES_HELP + " 3: no TensorRT here.",
                   rich_markup_mode=None, help="Export IndexTTS2 stage by stage to ONNX / TensorRT.")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+NO_TRT = {"int8": "int8 graphs run on ONNX Runtime only: TensorRT's int8 needs Q/DQ calibration, which this build "
+                  "does not do"}
 # option field -> flag, so an OptionError names what the user typed
 FLAGS = {"stages": "--stage", "points": "--points", "precision": "--precision", "size": "--size",
          "variant": "--variant"}
@@ -93,9 +95,10 @@ def build_cmd(
     out: Path | None = typer.Option(None, "--out", show_default=False, help=OUT_HELP),
     stage: list[str] = typer.Option(None, "--stage", show_default=False, metavar="<name>",
                                     help="build only this stage (repeatable; default: all 12)"),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16: fp16/bf16 also writes each "
-                                  "stage's mixed-precision graph (fp32 islands where parity needs them; fp16 gated "
-                                  "under ONNX Runtime), which the engines are built from"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16 | int8: fp16/bf16 also writes "
+                                  "each stage's mixed-precision graph (fp32 islands where parity needs them; fp16 "
+                                  "gated under ONNX Runtime), which the engines are built from; int8 each stage's "
+                                  "int8-weight graph for ONNX Runtime's CPU provider (gated; no TensorRT step)"),
     tf32: bool = typer.Option(False, "--tf32", help="let TensorRT use TF32 in fp32 layers (judged at the fp16 "
                               "tolerances; default off: fp32 means fp32)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the cache key matches"),
@@ -116,6 +119,8 @@ def build_cmd(
     with _errors():
         if precision not in PRECISIONS:
             raise OptionError("precision", precision, f"use one of {', '.join(PRECISIONS)}")
+        if precision in NO_TRT and (trt or tf32):
+            raise OptionError("precision", precision, NO_TRT[precision] + ": drop --trt/--tf32")
         checkpoints = _checkpoints(checkpoints)
         out = out if out is not None else engines_for(checkpoints)
         typer.echo(f"{checkpoints} -> {out}", err=True)
@@ -137,7 +142,7 @@ def build_cmd(
         with _errors():
             _precision_graphs(checkpoints, out, precision, pts, force)
     if trt is None:
-        trt = precision != "fp32" or tf32
+        trt = precision in ("fp16", "bf16") or tf32
     if not trt:
         return
     from indextts_trt.export.engines import build_and_check
@@ -183,8 +188,8 @@ def plan_cmd(
     from indextts_trt.runtime.workdirs import engines_for
 
     with _errors():
-        if precision not in PRECISIONS:
-            raise OptionError("precision", precision, f"use one of {', '.join(PRECISIONS)}")
+        if precision not in PRECISIONS or precision in NO_TRT:
+            raise OptionError("precision", precision, NO_TRT.get(precision, f"use one of {', '.join(PRECISIONS)}"))
         checkpoints = _checkpoints(checkpoints)
         out = out if out is not None else engines_for(checkpoints)
         if precision != "fp32":
@@ -197,10 +202,14 @@ def _precision_graphs(checkpoints: Path, out: Path, precision: str, points: tupl
     from indextts_trt.export.precision_graphs import make_precision_graphs
 
     res = make_precision_graphs(checkpoints, out, precision, points, force=force, progress=True, log_line=typer.echo)
-    fallback = [r.stage for r in res if r.precision == "fp32"]
-    typer.echo(f"{precision} graphs: {len(res) - len(fallback)} of {len(res)} stages in {precision}"
+    kept = [r.stage for r in res if r.precision == "fp32" and r.note.startswith("not quantized")]
+    fallback = [r.stage for r in res if r.precision == "fp32" and r.stage not in kept]
+    typer.echo(f"{precision} graphs: {len(res) - len(fallback) - len(kept)} of {len(res)} stages in {precision}"
                + (f"; fp32 (no island set passes): {', '.join(fallback)}" if fallback else "")
+               + (f"; fp32 (not quantized): {', '.join(kept)}" if kept else "")
                + f"; report: {out / f'precision_{precision}_report.md'}")
+    if precision in NO_TRT:
+        typer.echo(f"run them: tts-run --engine-dir {out} --backend ort --precision {precision}")
 
 
 def _plan(out: Path, precision: str, tf32: bool) -> dict:

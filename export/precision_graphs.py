@@ -12,6 +12,13 @@ trying in order
 and keeping the first graph that passes at every point. A stage none of them saves keeps its fp32
 graph, with the failure recorded as the reason: the build reports it, never silently.
 
+int8 (``int8_quant.py``): ONNX Runtime's own weight quantizer makes the weight MatMuls 8-bit
+``MatMulNBits`` (I/O, KV cache and every other op stay fp32), for ONNX Runtime's CPU provider only (TensorRT's int8 needs
+Q/DQ calibration, which this does not do). The same gate judges it with the spec's int8 tolerances;
+the exclusion lists (MatMuls left fp32) play the islands' part: none, then the candidate groups
+added one at a time (``int8_quant.trials``). A stage whose spec states no int8 tolerance, or with no
+weight MatMul, keeps its fp32 graph with that reason.
+
 bf16: ONNX Runtime's CPU provider has no bf16 kernels (export/mixed_precision.py), so the bf16
 graph is written and type-checked with the emulation's islands but not gated here; the runtime
 refuses to run it on ONNX Runtime, and TensorRT's engine gate (``engines.build_and_check``) is
@@ -47,8 +54,9 @@ log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).resolve().parent
 CODE = (_HERE / "precision_graphs.py", _HERE / "mixed_precision.py", _HERE / "precision.py", _HERE / "trt_plan.py")
+INT8_CODE = (*CODE, _HERE / "int8_quant.py")
 GATE_CODE = (_HERE / "parity.py",)
-GATED = ("fp16",)  # precisions ONNX Runtime's CPU provider can run
+GATED = ("fp16", "int8")  # precisions ONNX Runtime's CPU provider can run
 UNGATED_REASON = {"bf16": "ONNX Runtime's CPU provider has no bf16 kernels: written and type-checked, not gated "
                           "(TensorRT's engine gate checks it on a GPU)"}
 
@@ -202,8 +210,13 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
     manifest = load_manifest(out)
     models = ReferenceModels(checkpoints)
     specs, ev = models.variant.runtime.stage_specs(models.cfg), models.variant
-    code = files_fingerprint(CODE)
-    converter = f"modelopt {_modelopt_version()}"
+    if precision == "int8":
+        from . import int8_quant
+
+        code, converter = files_fingerprint(INT8_CODE), int8_quant.converter_name()
+        key_extra = {"settings": int8_quant.SETTINGS}
+    else:
+        code, converter, key_extra = files_fingerprint(CODE), f"modelopt {_modelopt_version()}", {}
     gate_key = {"code": files_fingerprint(GATE_CODE), "onnxruntime": library_versions()["onnxruntime"],
                 "points": list(points)}
     results = []
@@ -212,7 +225,7 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
         t0 = time.perf_counter()
         entry, spec = manifest["stages"][name], specs[name]
         fp32_sha = entry["files"][entry["onnx"]]
-        key = cache_key({"fp32": fp32_sha, "precision": precision, "converter": converter, "code": code})
+        key = cache_key({"fp32": fp32_sha, "precision": precision, "converter": converter, "code": code, **key_extra})
         check = cache_key({"spec": spec.check_key(), "precision": precision, **gate_key})
         old = (entry.get("graphs") or {}).get(precision)
         if (not force and old and old.get("cache_key") == key and (old.get("parity") or {}).get("check_key") == check
@@ -221,14 +234,16 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
                                       old.get("note", "")))
             continue
         stem = f"{name}.{precision}.onnx"
-        analysis = _analysis(models, out, name, spec, precision, fp32_sha)
-        module = models.adapter(name)
         fp32_path = out / entry["onnx"]
-        trials, kept, note, record = [], None, "", {}
+        skip = int8_quant.skip_reason(spec, fp32_path) if precision == "int8" else ""
+        analysis = _analysis(models, out, name, spec, precision, fp32_sha) if precision != "int8" else None
+        trials, kept, note, record = [], None, skip, {}
         src_dir = None
         with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{precision}-{name}-", dir=out) as tmpdir:
             tmp = Path(tmpdir)
-            if precision not in GATED:
+            if skip:
+                pass
+            elif precision not in GATED:
                 if analysis["islands"] != [""]:  # else the emulation keeps the whole stage fp32: the fallback
                     nodes = island_nodes(fp32_path, analysis["islands"])
                     convert(fp32_path, tmp / stem, precision, nodes, io_policy(spec, precision))
@@ -236,15 +251,22 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
                     src_dir = tmp
                 parity = {"passed": None, "gated": False, "reason": UNGATED_REASON[precision], "check_key": check}
             else:
+                module = models.adapter(name)
                 gate = _Gate(spec, module, ev.sources[name].sampler, precision, points)
-                for tname, isl in _island_trials(module, analysis):
-                    nodes = island_nodes(fp32_path, isl)
-                    if isl and not nodes:
+                if precision == "int8":
+                    tries = int8_quant.trials(module, fp32_path)
+                    write = lambda dst, nodes: int8_quant.convert_int8(fp32_path, dst, nodes)  # noqa: E731
+                else:
+                    tries = [(t, isl, island_nodes(fp32_path, isl)) for t, isl in _island_trials(module, analysis)]
+                    write = lambda dst, nodes: convert(fp32_path, dst, precision, nodes,  # noqa: E731
+                                                       io_policy(spec, precision))
+                for tname, isl, nodes in tries:
+                    if isl and not nodes and precision != "int8":
                         raise ValueError(f"stage {name}: the fp32 islands {isl[:3]}... match no node of "
                                          f"{fp32_path.name}: the graph lacks name_scopes metadata")
-                    try_dir = tmp / tname.replace(" ", "_")
+                    try_dir = tmp / tname.replace(" ", "_").replace("+", "")
                     try_dir.mkdir()
-                    convert(fp32_path, try_dir / stem, precision, nodes, io_policy(spec, precision))
+                    write(try_dir / stem, nodes)
                     checks = gate.judge(try_dir / stem)
                     ok = all(c.passed for c in checks)
                     trials.append(Trial(tname, len(isl), len(nodes), ok, _worst(checks)))
@@ -259,7 +281,9 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
                           "precision": precision, "islands": kept[1], "island_nodes": len(kept[2]),
                           "chosen": kept[0], "parity": parity}
         if not kept:
-            if trials:
+            if skip:
+                pass
+            elif trials:
                 w = trials[-1].worst
                 note = (f"{precision} fails parity even with every candidate island ({w['output']} at {w['point']}: "
                         f"{w['measure']:.3g} vs {w['limit']}); the stage runs its fp32 graph")
@@ -267,11 +291,15 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
                 note = f"the {precision} emulation fails with every candidate island; the stage runs its fp32 graph"
             _drop_files(out, stem)
             record = {"onnx": entry["onnx"], "files": dict(entry["files"]), "sizes": dict(entry.get("sizes") or {}),
-                      "precision": "fp32", "islands": [""], "island_nodes": 0, "chosen": "fp32 fallback",
+                      "precision": "fp32", "islands": [""], "island_nodes": 0,
+                      "chosen": "fp32 (not quantized)" if skip else "fp32 fallback",
                       "parity": {"passed": True, "precision": "fp32", "check_key": check,
                                  "checks": entry["parity"]["checks"]}}
-        record.update(note=note, cache_key=key, converter=converter, trials=[asdict(t) for t in trials],
-                      emulation={"islands": len(analysis["islands"]), "passed_without": analysis["passed_without"]})
+        record.update(note=note, cache_key=key, converter=converter, trials=[asdict(t) for t in trials])
+        if analysis is not None:
+            record["emulation"] = {"islands": len(analysis["islands"]), "passed_without": analysis["passed_without"]}
+        if key_extra:
+            record.update(key_extra)
         entry.setdefault("graphs", {})[precision] = record
         save_manifest(out, manifest)
         res = StageGraph(name, record["precision"], record["chosen"], trials, note, time.perf_counter() - t0)
@@ -287,6 +315,8 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
 def _summary(record: dict) -> str:
     if record["chosen"] == "fp32 fallback":
         return "fp32 (fallback: " + record["note"] + ")"
+    if record["chosen"] == "fp32 (not quantized)":
+        return "fp32 (" + record["note"] + ")"
     isl = f"{record['island_nodes']} fp32 island nodes" if record["island_nodes"] else "no islands"
     gated = "parity passed" if record["parity"]["passed"] else "not gated"
     return f"{record['precision']}, {isl} ({record['chosen']}), {gated}"

@@ -79,8 +79,9 @@ def synth(
                                 "them for this GPU, else ONNX Runtime; trt; ort; torch: the PyTorch reference on "
                                 "a checkpoint directory"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (the gated fp16 graphs `tts-export build "
-                                  "--precision fp16` made; ort) | bf16 (TensorRT engines only); TensorRT engines "
-                                  "run at the precision they were built at"),
+                                  "--precision fp16` made; ort) | int8 (the gated int8 graphs `tts-export build "
+                                  "--precision int8` made: int8 weights on the CPU; ort only) | bf16 (TensorRT "
+                                  "engines only); TensorRT engines run at the precision they were built at"),
     ort_provider: str = typer.Option("cpu", "--ort-provider", help="ONNX Runtime provider: cpu, or cuda "
                                      "(needs the gpu extra; a fallback to CPU is reported)"),
     engine_dir: Path | None = typer.Option(None, "--engine-dir", show_default=False,
@@ -235,7 +236,7 @@ def _request(*, text, text_file, backend, precision, ort_provider, threads, voic
         raise OptionError("providers", ort_provider, "use cpu or cuda")
     check_open_options("ort", None, threads, precision)
     if backend == "torch" and precision != "fp32":
-        raise UsageError("--precision fp16/bf16 needs the ort or trt backend (the PyTorch reference is fp32)")
+        raise UsageError(f"--precision {precision} needs the ort or trt backend (the PyTorch reference is fp32)")
     if text is not None and text_file is not None:
         raise _conflict("--text", "--text-file", "give the text one way")
     sampling_flags = {"--num-beams": num_beams, "--top-k": top_k, "--top-p": top_p, "--temperature": temperature}

@@ -289,7 +289,8 @@ def open_pipeline(engine_dir: str | Path, **kw) -> Pipeline:
     return variant.pipeline_class()(engine_dir, **kw)
 
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+ORT_ONLY = ("int8",)  # graphs TensorRT does not build: its int8 needs Q/DQ calibration, which the build does not do
 
 
 def check_open_options(backend, providers, threads, precision="fp32") -> None:
@@ -299,6 +300,9 @@ def check_open_options(backend, providers, threads, precision="fp32") -> None:
 
     if precision not in PRECISIONS:
         raise OptionError("precision", precision, f"use {', '.join(PRECISIONS)}")
+    if precision in ORT_ONLY and backend == "trt":
+        raise OptionError("precision", precision, "int8 graphs run on ONNX Runtime only (--backend ort or auto): "
+                          "TensorRT's int8 needs Q/DQ calibration, which `tts-export build` does not do")
     if backend not in BACKENDS:
         raise OptionError("backend", backend, f"use {', '.join(BACKENDS)}")
     if providers is not None and (isinstance(providers, str) or not all(isinstance(p, str) for p in providers)):

@@ -54,6 +54,11 @@ def choose_backend(engine_dir: str | Path, manifest: dict, stages: Sequence[str]
         raise BackendError(f"unknown backend {requested!r}: use {', '.join(BACKENDS)}")
     if requested == "ort":
         return "ort", "requested"
+    if precision == "int8":  # dynamic-int8 graphs are ONNX Runtime's (check_open_options refuses trt)
+        if requested == "trt":
+            raise BackendError("int8 graphs run on ONNX Runtime only: TensorRT's int8 needs Q/DQ calibration, "
+                               "which `tts-export build` does not do")
+        return "ort", "int8 graphs run on ONNX Runtime only"
     missing = [n for n in stages if not (manifest["stages"].get(n) or {}).get("trt")]
     problem = None
     if missing:

@@ -50,8 +50,10 @@ class TensorSpec:
     reduced: bool = False
 
     def dtype_at(self, precision: str) -> str:
-        """The tensor's dtype in the ``precision`` ('fp32' | 'fp16' | 'bf16') graph."""
-        if not self.reduced or self.dtype != "float32" or precision == "fp32":
+        """The tensor's dtype in the ``precision`` ('fp32' | 'fp16' | 'bf16' | 'int8') graph. int8
+        quantizes weights inside the graph only: every boundary tensor, the KV cache included,
+        stays as the fp32 graph has it (int8 K/V would need scales the cache does not carry)."""
+        if not self.reduced or self.dtype != "float32" or precision in ("fp32", "int8"):
             return self.dtype
         return {"fp16": "float16", "bf16": "bfloat16"}[precision]
 
@@ -91,7 +93,8 @@ class StageSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     dims: tuple[Dim, ...]
-    # per output name, per precision ('fp32', 'fp16', 'bf16')
+    # per output name, per precision ('fp32', 'fp16', 'bf16', 'int8': a stage without an int8 entry
+    # for each output is not quantized)
     tolerances: Mapping[str, Mapping[str, Tolerance]] = field(default_factory=dict)
     # output dims that are functions of input dims (e.g. T' = (T - 1) // 2) are listed as their
     # own Dim so buffers can be sized; `derived` says how to compute them from the inputs'

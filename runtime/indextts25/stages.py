@@ -22,7 +22,8 @@ from ..audio.limits import longest_prompt
 from ..indextts2.stages import (
     F32,
     I64,
-    LOGITS,
+    FEATURES_INT8,
+    LOGITS_INT8,
     MAX_FP32,
     _dim,
     bigvgan_spec,
@@ -68,7 +69,7 @@ def stage_specs(cfg: IndexTTS25Config) -> dict[str, StageSpec]:
                      TensorSpec("kv", F32, (layers, 2, 1, heads, "S", hd), reduced=True)),
             dims=(_dim("L_text", 3, 40, max_text), _dim("S", conds + 4, conds + 41, conds + max_text + 1)),
             derived={"S": f"{conds} + L_text + 1"},
-            tolerances={"logits": LOGITS, "kv": MAX_FP32}),
+            tolerances={"logits": LOGITS_INT8, "kv": FEATURES_INT8}),  # int8: IndexTTS-2's prefill's
         gpt_decode_spec(cfg, conds, max_text, max_codes),
         StageSpec(
             "codec_decode", "EnhancedCodec.decode: codebook rows → Vocos decoder → nearest ×2 → conv (25 → 50 Hz)",
