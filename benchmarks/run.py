@@ -256,6 +256,8 @@ def main(
                                             "environment (never the project's venv)"),
     peer_models: Path | None = typer.Option(None, "--peer-models", help="the peer's model folder, converted from "
                                             "--checkpoints by the peer's own exporter"),
+    texts: str | None = typer.Option(None, "--texts", metavar="<names>", help="only these texts of the fixed work, "
+                                     "comma-separated (default: all; e.g. en_short,en_long)"),
 ) -> None:
     """Run the fixed work on each backend and write NAME.json, NAME.md and NAME.png."""
     from indextts_trt.runtime.pipeline import PRECISIONS
@@ -280,6 +282,13 @@ def main(
     work = Workload(runs=runs or (1 if quick else 2), warmup=warmup, threads=threads, num_beams=beams)
     if quick:
         work = replace(work, texts=QUICK_TEXTS, diffusion_steps=4, stream_chunk=(8, 2))
+    if texts is not None:
+        names = [t.strip() for t in texts.split(",") if t.strip()]
+        known = {t.name: t for t in work.texts}
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise typer.BadParameter(f"--texts {texts!r}: choose from {', '.join(known)}")
+        work = replace(work, texts=tuple(known[n] for n in names))
     name = name or f"{'gpu' if machine()['gpu'] else 'cpu'}-{'quick' if quick else 'full'}"
     try:
         doc = bench(checkpoints, engine_dir, out, name, work, tuple(backend), quick,

@@ -117,7 +117,8 @@ def test_cli_rejects_bad_precision_and_beams(tmp_path):
 
     from indextts_trt.export.cli import app
 
-    for args, msg in ((["--precision", "int4"], "--precision 'int4': choose from fp32"), (["--beams", "0"], "--beams 0")):
+    for args, msg in ((["--precision", "int4"], "--precision 'int4': choose from fp32"), (["--beams", "0"], "--beams 0"),
+                      (["--texts", "en_short,klingon"], "choose from en_short, zh_short")):
         r = CliRunner().invoke(app, ["bench", "--quick", *args, "--out", str(tmp_path)])
         assert r.exit_code != 0 and msg in r.output, r.output
     assert not list(tmp_path.iterdir())

@@ -33,10 +33,11 @@ EXPORT = ExportVariant(
     runtime=VARIANT, models=MODELS, sources=SOURCES, write_host_files=write_host_files,
     init_checkpoints=init_checkpoints,
     # what shapes 2.5's graphs: IndexTTS-2's reference modules and export code (shared stages), 2.5's
-    # reference modules, adapters, configs and stage specs; not the pipelines or the writers
+    # reference modules, adapters and configs; not the pipelines or the writers (the stage specs:
+    # through spec.graph_key() and the check key, as for IndexTTS-2)
     code_files=(*_code(_ROOT / "reference"), *_code(_ROOT / "reference" / "v25"), *sorted((_HERE.parent / "indextts2").glob("*.py")),
                 *sorted(_HERE.glob("*.py")),
-                *(_ROOT / "runtime" / v / f for v in ("indextts2", "indextts25") for f in ("config.py", "stages.py"))),
+                *(_ROOT / "runtime" / v / "config.py" for v in ("indextts2", "indextts25"))),
 )
 
 __all__ = ["EXPORT", "write_host_files"]
