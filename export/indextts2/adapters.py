@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from indextts_trt.reference.cfm import euler_step
 from indextts_trt.reference.conformer import MASK_BIAS
 
+from .bigvgan_export import polyphase_bigvgan
+
 
 class SemanticEncoder(nn.Module):
     def __init__(self, w2v):
@@ -166,10 +168,15 @@ class DitStep(nn.Module):
 
 
 class Vocoder(nn.Module):
+    """Eager: upstream's formulation (the parity gate's reference). Exported: the same model with its
+    anti-aliased activations in polyphase form (``bigvgan_export.py``: ONNX Runtime's CPU provider
+    runs upstream's depthwise transposed convolutions slower than torch), the weights shared."""
+
     def __init__(self, bigvgan):
         super().__init__()
         self.m = bigvgan
+        self.polyphase = polyphase_bigvgan(bigvgan)
 
     def forward(self, mel: Tensor) -> Tensor:
-        return self.m(mel)
+        return self.polyphase(mel) if torch.compiler.is_exporting() else self.m(mel)
 
