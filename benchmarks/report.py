@@ -148,7 +148,9 @@ def markdown(doc: dict) -> str:
               f"Limits measured on this machine: memory bandwidth {lim['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s "
               f"(parallel copy, read + write), float32 GEMM {lim['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s. "
               "GPT decode step limit = (weights it multiplies with + KV cache it reads, fp32) / bandwidth; DiT step "
-              "and BigVGAN limits = matmul/conv FLOPs (torch's counter) / GEMM rate. Fraction = limit / measured.", "",
+              "and BigVGAN limits = matmul/conv FLOPs (torch's counter) / GEMM rate. Fraction = limit / measured. The "
+              "limits are fp32's: int8 weights move a quarter of the bytes and int8 products run faster than the "
+              "fp32 GEMM rate, so an int8 column's fraction can pass 100 %.", "",
               "| text | backend | prefill ms | decode ms/step (limit, fraction) | codes/s | GPT ms per code "
               "| GPT s per audio s | DiT ms/step (limit, fraction) | BigVGAN ms per audio s (limit, fraction) |",
               "|---|---|---|---|---|---|---|---|---|"]

@@ -251,11 +251,11 @@ def main(
                                         "(missing graphs are made first, as `tts-export build --precision`)"),
     beams: int = typer.Option(Workload.num_beams, "--beams", help="GPT beams, >= 1 (1: the equal work to compare "
                               "with a one-sequence peer)"),
-    peer: str | None = typer.Option(None, "--peer", help=f"also run a peer on the same work: {', '.join(peers.PEERS)}"),
+    peer: str | None = typer.Option(None, "--peer", help=f"also run a peer on the same work: {', '.join(peers.PEERS)} (default: none)"),
     peer_python: Path | None = typer.Option(None, "--peer-python", help="the interpreter of the peer's own "
-                                            "environment (never the project's venv)"),
+                                            "environment (never the project's venv; default: none, needed with --peer)"),
     peer_models: Path | None = typer.Option(None, "--peer-models", help="the peer's model folder, converted from "
-                                            "--checkpoints by the peer's own exporter"),
+                                            "--checkpoints by the peer's own exporter (default: none, needed with --peer)"),
     texts: str | None = typer.Option(None, "--texts", metavar="<names>", help="only these texts of the fixed work, "
                                      "comma-separated (default: all; e.g. en_short,en_long)"),
 ) -> None:
