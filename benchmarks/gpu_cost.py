@@ -65,11 +65,11 @@ def predict(costs: dict, rows: int, codes: dict[str, int], vocab: int, cap_limit
                 "flops": flops, "floors": {g: _floor(nbytes, flops, spec, p) for g, spec in GPUS.items()},
                 "excess": [
                     {"what": f"attention reads the cache's capacity, not its length ({spare:.0f} spare positions "
-                             "on average: capacity doubles as it fills)", "bytes": spare * kv_pp32 * scale, "link": "hbm"},
+                             "on average: capacity grows ×1.25 as it fills)", "bytes": spare * kv_pp32 * scale, "link": "hbm"},
                     {"what": f"logits to the host for sampling ({rows}×{vocab} fp32)", "bytes": rows * vocab * 4,
                      "link": "pcie"},
-                    {"what": "--ort-provider cuda only: the KV cache host→device and its new entries back, every "
-                             "step (not device-resident there)", "bytes": kv_pp32 * scale * pos, "link": "pcie",
+                    {"what": "--ort-provider cuda without cuda-python only: the KV cache host→device and its new "
+                             "entries back, every step (with it the cache stays on the device, as on TensorRT)", "bytes": kv_pp32 * scale * pos, "link": "pcie",
                      "ort_only": True},
                 ]}
             dit = costs["dit_step_flops"][text]

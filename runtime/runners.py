@@ -109,15 +109,16 @@ def open_runner(backend: str, engine_dir: Path, entry: dict, spec: StageSpec, *,
                 plan_entry: dict | None = None, providers: Sequence[str] | None = None,
                 threads: int | None = None) -> StageRunner:
     """The runner of one stage, from its manifest entry: its TensorRT engine, or its ``precision``
-    ONNX graph for ONNX Runtime."""
+    ONNX graph for ONNX Runtime (resident on the GPU with the CUDA provider: ``ort_backend``)."""
     if backend == "trt":
         from .trt_backend import TrtRunner
 
         return TrtRunner(engine_dir / entry["trt"]["engine"], spec, plan_entry)
     from .manifest import stage_graph
-    from .ort_backend import OrtRunner
+    from .ort_backend import OrtRunner, resident_device
 
-    return OrtRunner(engine_dir / stage_graph(entry, precision)["onnx"], spec, providers, threads)
+    return OrtRunner(engine_dir / stage_graph(entry, precision)["onnx"], spec, providers, threads,
+                     device=resident_device(providers))
 
 
 __all__ = ["BACKENDS", "BackendError", "StageRunner", "choose_backend", "open_runner"]

@@ -55,13 +55,13 @@ def _full_range(spec) -> dict:
 
 
 def test_device_cache_does_what_the_host_cache_does(fake):
-    from indextts_trt.runtime.trt_backend import TrtKVCache
+    from indextts_trt.runtime.device_cache import DeviceKVCache
 
     rng = np.random.default_rng(0)
     L, rows, H, cap, hd = 3, 4, 2, 9, 5
     dev = Device(fake)
     s = dev.stream()
-    d = TrtKVCache(dev, s, L, rows, H, cap, hd, np.float32)
+    d = DeviceKVCache(dev, s, L, rows, H, cap, hd, np.float32)
     h = HostKVCache(L, rows, H, cap, hd, np.float32)
     kv0 = rng.standard_normal((L, 2, 1, H, 4, hd)).astype(np.float32)
     d.load_prefix(kv0)
@@ -98,13 +98,13 @@ def test_device_cache_does_what_the_host_cache_does(fake):
 def test_device_cache_rebuild_and_row_prefix_do_what_the_host_cache_does(fake):
     """Serving: requests join (a prefix into some rows) and leave (rows kept, moved, capacity
     changed) the shared decode cache; the device copies give the host cache's result."""
-    from indextts_trt.runtime.trt_backend import TrtKVCache
+    from indextts_trt.runtime.device_cache import DeviceKVCache
 
     rng = np.random.default_rng(2)
     L, rows, H, cap, hd = 2, 5, 3, 7, 4
     dev = Device(fake)
     s = dev.stream()
-    d, h = TrtKVCache(dev, s, L, rows, H, cap, hd, np.float32), HostKVCache(L, rows, H, cap, hd, np.float32)
+    d, h = DeviceKVCache(dev, s, L, rows, H, cap, hd, np.float32), HostKVCache(L, rows, H, cap, hd, np.float32)
     for r in range(rows):  # every row a different prefix
         kv0 = rng.standard_normal((L, 2, 1, H, 3 + r, hd)).astype(np.float32)
         d.load_prefix(kv0, slice(r, r + 1))
