@@ -220,7 +220,7 @@ def markdown(doc: dict) -> str:
     for name, levels in doc["configs"].items():
         for lv in levels:
             f = lambda k, nd=2: "–" if lv[k] is None else f"{lv[k]:.{nd}f}"  # noqa: E731
-            lines.append(f"| {name} | {lv['concurrency']} | {f('requests_per_s')} | {f('audio_s_per_wall_s')} | "
+            lines.append(f"| {name} | {lv['concurrency']} | {f('requests_per_s', 3)} | {f('audio_s_per_wall_s', 3)} | "
                          f"{f('latency_p50_s')} | {f('latency_p95_s')} | {f('ttfa_p50_s')} | {f('ttfa_p95_s')} | "
                          f"{f('replica_cpu_s_per_request')} | {f('mean_decode_rows', 1)} | {f('mean_dit_batch', 1)} |")
     lines += ["", "Batching gain, batched ÷ one at a time at the same clients: requests/s " +
