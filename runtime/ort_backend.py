@@ -85,6 +85,9 @@ class OrtRunner:
         self.provider = self.session.get_providers()[0]
         if self.provider != wanted[0]:
             log.warning("stage %s: asked for %s but ONNX Runtime runs it on %s", spec.name, wanted[0], self.provider)
+            if device is not None:  # a GPU device's pointers must never be bound as host memory
+                device.close()
+                self.dev = device = None
         names = [i.name for i in self.session.get_inputs()]
         expect = [t.name for t in spec.inputs]
         if names != expect:

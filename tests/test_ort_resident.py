@@ -188,3 +188,24 @@ def test_resident_batched_serving_gives_each_request_its_serial_codes(engine_dir
         assert [list(c) for c in j.done_stats["codes"]] == [list(s.codes) for s in ref.segments]
     assert snap["decode_requests"]["p95"] >= 2  # they did share decode steps
     assert not rt.blocks
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_a_cuda_runner_that_onnxruntime_puts_on_the_cpu_drops_its_device(engine_dir, tiny_cfg, caplog):
+    """onnxruntime without CUDA runs a CUDA-asked session on the CPU: the runner must then not bind
+    the GPU device's pointers as host memory; it frees the device and runs on the host."""
+    from indextts_trt.runtime.indextts2.stages import stage_specs
+    from indextts_trt.runtime.kvcache import HostKVCache
+    from indextts_trt.runtime.ort_backend import OrtRunner
+
+    spec = stage_specs(tiny_cfg)["gpt_decode"]
+    rt = FakeCudart()
+    dev = Device(rt)
+    with caplog.at_level(logging.WARNING):
+        r = OrtRunner(engine_dir / "gpt_decode.onnx", spec, ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                      threads=1, device=dev)
+    if r.provider == "CUDAExecutionProvider":
+        pytest.skip("this onnxruntime has CUDA")
+    assert r.dev is None and isinstance(r.new_cache(2, 8), HostKVCache)
+    assert "runs it on CPUExecutionProvider" in caplog.text and not rt.blocks and not dev.streams
+    r.close()
