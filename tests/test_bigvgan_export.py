@@ -73,7 +73,7 @@ def test_polyphase_bigvgan_equals_reference_and_shares_its_weights(frames):
     with torch.no_grad():
         ref, got = model(mel), fast(mel)
     assert got.shape == ref.shape == (1, 1, 8 * frames)
-    assert _snr_db(ref.numpy(), got.numpy()) > 90  # fp32 summation order: 96.1 dB seen once on CI (clipped samples); the stage gate is 60 dB
+    assert _snr_db(ref.numpy(), got.numpy()) > 100  # the stage's fp32 gate is 60 dB
     # the reference keeps upstream's formulation; the copy swaps activations only, sharing weights
     assert not any(isinstance(m, PolyphaseActivation1d) for m in model.modules())
     n_acts = sum(isinstance(m, Activation1d) for m in model.modules())
@@ -106,4 +106,4 @@ def test_vocoder_runs_upstream_formulation_eagerly_and_exports_the_polyphase_one
         x = np.random.default_rng(frames).standard_normal((1, 80, frames)).astype(np.float32)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
-        assert _snr_db(ref, sess.run(None, {"mel": x})[0]) > 100
+        assert _snr_db(ref, sess.run(None, {"mel": x})[0]) > 90  # fp32 summation order: 96.1 dB on this machine (clipped samples); the stage gate is 60 dB
