@@ -178,10 +178,11 @@ class OrtRunner:
         self._kept = {dst: outs[src] for src, dst in (feedback or {}).items()}
         return outs if fetch is None else {k: outs[k] for k in fetch}
 
-    @staticmethod
-    def _new_shape(cache) -> list[int]:
-        layers, two, rows, heads, _, hd = cache.shape
-        return [layers, two, rows, heads, 1, hd]
+    def _new_shape(self, cache) -> list[int]:
+        """``kv_new``'s spec shape at the cache's sizes (its named dims read off the cache's shape)."""
+        c = self.spec.cache
+        sizes = {d: n for d, n in zip(self.spec.input(c.input).shape, cache.shape) if isinstance(d, str)}
+        return list(self.spec.shape(self.spec.output(c.new), sizes))
 
     def _new_buffer(self, cache) -> int:
         """The device buffer ``kv_new`` is written to: one, grown when the rows outgrow it (the

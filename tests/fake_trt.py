@@ -28,6 +28,12 @@ class cudaError_t(enum.IntEnum):
     cudaErrorStreamCaptureUnsupported = 900
 
 
+def device_view(ptr: int, shape, dtype) -> np.ndarray:
+    """A stand-in device allocation (host memory) as a numpy array, to compare with a host result."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.frombuffer((ctypes.c_uint8 * n).from_address(ptr), dtype).reshape(shape)
+
+
 class FakeCudart:
     """cudaMalloc hands out host memory; copies are memmoves; streams run synchronously, except
     while capturing, when the fake engine's enqueues are recorded for the graph instead."""

@@ -17,14 +17,8 @@ import numpy as np
 import pytest
 
 from fake_trt import FakeCudart
+from fake_trt import device_view as _view
 from indextts_trt.runtime.cuda_device import Device
-
-
-def _view(ptr: int, shape, dtype) -> np.ndarray:
-    import ctypes
-
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return np.frombuffer((ctypes.c_uint8 * n).from_address(ptr), dtype).reshape(shape)
 
 
 def _runners(engine_dir, tiny_cfg, stage):

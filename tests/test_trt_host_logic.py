@@ -14,15 +14,9 @@ import numpy as np
 import pytest
 
 from fake_trt import FakeCudart, make_tensorrt, write_engine
+from fake_trt import device_view as _view
 from indextts_trt.runtime.cuda_device import Device
 from indextts_trt.runtime.kvcache import HostKVCache
-
-
-def _view(ptr: int, shape, dtype) -> np.ndarray:
-    import ctypes
-
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return np.frombuffer((ctypes.c_uint8 * n).from_address(ptr), dtype).reshape(shape)
 
 
 @pytest.fixture()
