@@ -107,7 +107,7 @@ def run(engine_dir: Path, precisions: tuple[str, ...], rows_list: tuple[int, ...
                 raise typer.BadParameter(f"--prompt {prompt} + {max(codes_list)} codes exceed the decode cache's "
                                          f"{limit} positions")
             weights = streamed_weight_bytes(runner.path)
-            per_pos = int(np.prod(runner.new_cache(1, 1).array.shape)) * np.dtype(runner.dtypes["kv"]).itemsize
+            per_pos = int(np.prod(runner.new_cache(1, 1).array.shape)) * runner.new_cache(1, 1).array.itemsize
             for rows in rows_list:
                 cases = [(c, loop_capacity(prompt, prompt + c + 1, limit), "grown") for c in codes_list]
                 cases.append((codes_list[0], limit, "all positions"))

@@ -165,8 +165,9 @@ def _costs(pipe, work: Workload, codes) -> dict:
                   for name, p in m.named_parameters()
                   if not isinstance(m.get_submodule(name.rpartition(".")[0]), torch.nn.Embedding))
     dec = specs["gpt_decode"]
-    kv = dec.input("kv")
-    kv_per_pos = int(np.prod(dec.shape(kv, {"B": work.num_beams, "CAP": 1}))) * kv.np_dtype().itemsize
+    part = dec.input(dec.cache.inputs[0])
+    kv_per_pos = (len(dec.cache.inputs) * int(np.prod(dec.shape(part, {"B": work.num_beams, "CAP": 1})))
+                  * part.np_dtype().itemsize)
 
     def flops(stage: str, model, sizes: dict) -> int:
         spec = specs[stage]

@@ -8,6 +8,7 @@ into a graph ONNX Runtime rejects); graphs under 2 GB are written as a single fi
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from pathlib import Path
@@ -45,13 +46,18 @@ def export_sizes(spec: StageSpec) -> dict[str, int]:
     return spec.resolve(free)
 
 
-def dynamic_shapes(spec: StageSpec) -> dict[str, dict[int, object]]:
+def dynamic_shapes(spec: StageSpec, module: nn.Module | None = None) -> tuple:
+    """Each input's dynamic axes, in ``module.forward``'s argument order (the spec's input order):
+    inputs past its named parameters go to its ``*args`` as one tuple (the decode step's cache
+    parts), as torch.export matches them."""
     dims = {d.name: torch.export.Dim(d.name, min=max(d.min, 1), max=d.max) for d in spec.free_dims}
-    out: dict[str, dict[int, object]] = {}
-    for t in spec.inputs:
-        axes = {i: dims[a] for i, a in enumerate(t.shape) if isinstance(a, str) and a in dims}
-        out[t.name] = axes or None
-    return out
+    axes = tuple({i: dims[a] for i, a in enumerate(t.shape) if isinstance(a, str) and a in dims} or None
+                 for t in spec.inputs)
+    params = inspect.signature(module.forward).parameters.values() if module is not None else ()
+    if not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return axes
+    n = sum(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    return (*axes[:n], axes[n:])
 
 
 def _rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -95,7 +101,7 @@ def export_stage(module: nn.Module, spec: StageSpec, feed: dict[str, np.ndarray]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         prog = torch.onnx.export(
-            module, args, str(out_path), dynamic_shapes=dynamic_shapes(spec), dynamo=True,
+            module, args, str(out_path), dynamic_shapes=dynamic_shapes(spec, module), dynamo=True,
             opset_version=OPSET, external_data=True, optimize=True, verbose=False, report=False,
         )
     del prog

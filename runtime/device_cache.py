@@ -2,9 +2,9 @@
 
 The same operations as ``kvcache.HostKVCache`` (see there for what each one is for), done with
 device copies on a stream through :class:`~.cuda_device.Device`. Both GPU backends use it: the
-TensorRT runner binds ``ptr`` as the engine's ``kv`` address, and ONNX Runtime's CUDA provider
-binds it as the ``kv`` input's buffer (``OrtRunner`` with a device), so neither copies the cache
-between host and device on any step. Only ``kv_new`` (a few KB) is copied, device to device, into
+TensorRT runner binds each (layer, key/value) part's address (``part_ptr``) as the engine's input
+for that part, and ONNX Runtime's CUDA provider binds the same addresses as those inputs' buffers
+(``OrtRunner`` with a device), so neither copies the cache between host and device on any step. Only ``kv_new`` (a few KB) is copied, device to device, into
 each row's position after the step.
 """
 
@@ -31,6 +31,11 @@ class DeviceKVCache:
     @property
     def shape(self) -> tuple:
         return (self.layers, 2, self.rows, self.heads, self.capacity, self.hd)
+
+    def part_ptr(self, j: int) -> int:
+        """The address of part ``j`` (layer j // 2, keys if j is even, else values), of shape
+        (rows, heads, capacity, head_dim): what the decode graph's ``j``-th cache input binds."""
+        return self.ptr + j * self.rows * self.heads * self.capacity * self._row_bytes
 
     def nbytes(self, capacity: int) -> int:
         return self.layers * 2 * self.rows * self.heads * capacity * self.hd * self.dtype.itemsize

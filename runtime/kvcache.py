@@ -1,6 +1,8 @@
 """The decode step's KV cache, owned by the runtime (the graph only reads it; see ``CacheSpec``).
 
-Layout (layers, 2, rows, heads, capacity, head_dim), in the graph's precision. Rows are beams, of
+Layout (layers, 2, rows, heads, capacity, head_dim), in the graph's precision: each (layer,
+key/value) part is contiguous, and the decode graph reads each part as its own input, in place
+(``part``). Rows are beams, of
 one request or of several (serving); each row has its own length. The operations a decode loop
 needs, and what each one moves:
 - ``load_prefix``: the prefill's cache (one row) into every row, positions [0, S);
@@ -25,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 # capacity multiplies by this when a step would not fit: O(log n) copies per segment. Every step
-# reads (and ONNX Runtime slices) the whole capacity, so the spare positions cost on every step,
+# reads the whole capacity, so the spare positions cost on every step,
 # while a growth costs one copy: ×1.25 keeps about 11 % spare on average (×2: about 44 %) for
 # ~10 copies over a 1000-code segment (a growth is one pass over the cache, as one step's slices are)
 GROWTH = 1.25
@@ -78,6 +80,10 @@ class HostKVCache:
     @property
     def dtype(self) -> np.dtype:
         return self.array.dtype
+
+    def part(self, j: int) -> np.ndarray:
+        """Part ``j`` (layer j // 2, keys if j is even, else values): a contiguous view."""
+        return self.array[j // 2, j % 2]
 
     def load_prefix(self, kv0: np.ndarray, rows: slice | None = None) -> None:
         """(L, 2, 1, H, S, hd) → positions [0, S) of every row (or of ``rows`` only)."""

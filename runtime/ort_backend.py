@@ -6,7 +6,7 @@ the machine), sequential execution. The provider actually in use is checked: onn
 back to CPU silently when CUDA libraries are missing, and we report that instead of pretending.
 
 On the CUDA provider a runner is *resident* (it gets a :class:`~.cuda_device.Device`, from
-cuda-python): the decode step's KV cache is a ``DeviceKVCache`` bound by its device pointer, the
+cuda-python): the decode step's KV cache is a ``DeviceKVCache``, each part bound by its device address, the
 step's ``kv_new`` stays on the device and is copied device to device into each row's position,
 ``set_constants`` uploads once, and ``feedback`` outputs (the CFM's ``x``) stay on the device
 between calls. Without it ONNX Runtime would copy the whole cache host to device on every step
@@ -72,13 +72,8 @@ class OrtRunner:
         so.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         so.log_severity_level = 3
         wanted = list(providers or ["CPUExecutionProvider"])
-        # A decode graph slices each layer's keys and values out of the one cache input; ONNX
-        # Runtime fuses those 2·layers Slices into one Split that copies the whole cache on one
-        # thread every step (measured at full size, 1 row, 1791 positions: 485 ms of Split against
-        # 147 ms for the separate, parallel Slices). The copies are exact either way.
-        disabled = ["GatherSliceToSplitFusion"] if spec.cache is not None else None
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=wanted, disabled_optimizers=disabled)
+            self.session = ort.InferenceSession(str(path), so, providers=wanted)
         except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, NoSuchFile, ...)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BackendError(f"stage {spec.name}: ONNX Runtime cannot load {path}: {first}") from None
@@ -103,7 +98,7 @@ class OrtRunner:
         self.path = Path(path)
         self._const: dict[str, np.ndarray] = {}
         self._kept: dict[str, np.ndarray] = {}
-        self._cache_value = None  # (cache object, its version, the OrtValue over its array)
+        self._cache_value = None  # (cache object, its version, OrtValues over its parts)
         # where resident inputs and outputs live: ONNX Runtime's name for the provider's device
         self.where = ("cuda", 0) if self.provider == "CUDAExecutionProvider" else ("cpu", 0)
         self.stream = device.stream() if device is not None else None
@@ -136,9 +131,10 @@ class OrtRunner:
         uses_cache = cache is not None and c is not None
         io.clear_binding_inputs()
         io.clear_binding_outputs()
+        parts = {n: j for j, n in enumerate(c.inputs)} if uses_cache else {}
         for t in spec.inputs:
-            if uses_cache and t.name == c.input:
-                self._bind_cache(t.name, cache)
+            if t.name in parts:
+                self._bind_cache_part(t.name, cache, parts[t.name])
                 continue
             x = feed.get(t.name)
             if x is None:
@@ -179,9 +175,10 @@ class OrtRunner:
         return outs if fetch is None else {k: outs[k] for k in fetch}
 
     def _new_shape(self, cache) -> list[int]:
-        """``kv_new``'s spec shape at the cache's sizes (its named dims read off the cache's shape)."""
+        """``kv_new``'s spec shape at the cache's sizes (its named dims read off a part's shape)."""
         c = self.spec.cache
-        sizes = {d: n for d, n in zip(self.spec.input(c.input).shape, cache.shape) if isinstance(d, str)}
+        part = self.spec.input(c.inputs[0])
+        sizes = {d: n for d, n in zip(part.shape, cache.shape[2:]) if isinstance(d, str)}
         return list(self.spec.shape(self.spec.output(c.new), sizes))
 
     def _new_buffer(self, cache) -> int:
@@ -193,25 +190,27 @@ class OrtRunner:
             self._new_ptr, self._new_bytes = self.dev.malloc(need, zero=False, stream=self.stream), need
         return self._new_ptr
 
-    def _bind_cache(self, name: str, cache) -> None:
-        if isinstance(cache, DeviceKVCache):  # the device buffer itself, by its address
-            self.io.bind_input(name, *self.where, cache.dtype, list(cache.shape), cache.ptr)
+    def _bind_cache_part(self, name: str, cache, j: int) -> None:
+        if isinstance(cache, DeviceKVCache):  # the device buffer itself, by the part's address
+            self.io.bind_input(name, *self.where, cache.dtype, list(cache.shape[2:]), cache.part_ptr(j))
         else:
-            self.io.bind_ortvalue_input(name, self._cache_ortvalue(cache))
+            self.io.bind_ortvalue_input(name, self._cache_ortvalues(cache)[j])
 
-    def _cache_ortvalue(self, cache):
+    def _cache_ortvalues(self, cache) -> list:
+        """OrtValues over the host cache's parts, in place; made again when the cache is replaced."""
         if self._cache_value is None or self._cache_value[0] is not cache or self._cache_value[1] != cache.version:
-            self._cache_value = (cache, cache.version, self._ort.OrtValue.ortvalue_from_numpy(cache.array))
+            values = [self._ort.OrtValue.ortvalue_from_numpy(cache.part(j)) for j in range(len(self.spec.cache.inputs))]
+            self._cache_value = (cache, cache.version, values)
         return self._cache_value[2]
 
     def new_cache(self, rows: int, capacity: int) -> HostKVCache | DeviceKVCache:
         """An empty cache for ``rows`` rows in the graph's cache dtype (on the device when resident)."""
         c = self.spec.cache
-        t = self.spec.input(c.input)
-        layers, _, _, heads, _, hd = t.shape
+        _, heads, _, hd = self.spec.input(c.inputs[0]).shape
+        layers, dtype = len(c.inputs) // 2, self.dtypes[c.inputs[0]]
         if self.dev is not None:
-            return DeviceKVCache(self.dev, self.stream, layers, rows, heads, capacity, hd, self.dtypes[c.input])
-        return HostKVCache(layers, rows, heads, capacity, hd, self.dtypes[c.input])
+            return DeviceKVCache(self.dev, self.stream, layers, rows, heads, capacity, hd, dtype)
+        return HostKVCache(layers, rows, heads, capacity, hd, dtype)
 
     def __enter__(self):
         return self

@@ -13,7 +13,8 @@ What the runner does, and why:
 - ``set_constants`` copies inputs that stay fixed (the CFM's prompt, style, condition) to the device
   once; ``feedback={"x_next": "x"}`` swaps the two device buffers so the CFM's ``x`` never leaves
   the device until the last step's ``fetch``;
-- the decode step reads the cache in place (``DeviceKVCache``, one device buffer, no ping-pong) and
+- the decode step reads the cache in place (``DeviceKVCache``, one device buffer, each (layer,
+  key/value) part bound at its own address, no ping-pong) and
   its small ``kv_new`` output is copied into the cache at each row's position: one 2-D copy when the
   rows share a position (one request), one 3-D copy per run of rows otherwise;
 - the decode step is captured in a CUDA graph per (profile, shapes, addresses) after a warm-up
@@ -67,7 +68,9 @@ class TrtRunner:
                           for n in self.inputs} for p in range(self.engine.num_optimization_profiles)]
         self.profile = -1
         self.cache_spec = spec.cache
-        own = [n for n in names if not (self.cache_spec and n == self.cache_spec.input)]
+        # the cache parts are bound at the cache's own addresses, never buffers of the runner's
+        self._parts = {n: j for j, n in enumerate(self.cache_spec.inputs)} if self.cache_spec else {}
+        own = [n for n in names if n not in self._parts]
         self.capacity = {n: self._max_bytes(n) for n in own}
         self.buffers = {n: self.dev.malloc(self.capacity[n], stream=self.stream) for n in own}
         self._const: set[str] = set()  # inputs whose device buffer holds a constant
@@ -104,8 +107,9 @@ class TrtRunner:
 
     def new_cache(self, rows: int, capacity: int) -> DeviceKVCache:
         c = self.cache_spec
-        layers, _, _, heads, _, hd = self.spec.input(c.input).shape
-        return DeviceKVCache(self.dev, self.stream, layers, rows, heads, capacity, hd, self.dtypes[c.input])
+        _, heads, _, hd = self.spec.input(c.inputs[0]).shape
+        return DeviceKVCache(self.dev, self.stream, len(c.inputs) // 2, rows, heads, capacity, hd,
+                             self.dtypes[c.inputs[0]])
 
     # ------------------------------------------------------------------ running
 
@@ -123,8 +127,8 @@ class TrtRunner:
         ctx, c = self.ctx, self.cache_spec
         shapes = dict(self._shapes)
         for name in self.inputs:
-            if cache is not None and c is not None and name == c.input:
-                shapes[name] = cache.shape
+            if cache is not None and name in self._parts:
+                shapes[name] = cache.shape[2:]
             elif name in feed:
                 shapes[name] = tuple(np.shape(feed[name]))
             elif name not in self._const and name not in self._kept:
@@ -135,8 +139,8 @@ class TrtRunner:
             raise BackendError(f"stage {self.spec.name}: {e}") from None
         uses_cache = cache is not None and c is not None
         for name in self.inputs:
-            if uses_cache and name == c.input:
-                self._shapes[name] = cache.shape
+            if uses_cache and name in self._parts:
+                self._shapes[name] = cache.shape[2:]
             elif name in feed:
                 self._put(name, feed[name])
         if p != self.profile:
@@ -146,7 +150,7 @@ class TrtRunner:
         for name in self.inputs:
             if not ctx.set_input_shape(name, self._shapes[name]):
                 raise BackendError(f"stage {self.spec.name}: TensorRT refused shape {self._shapes[name]} for {name}")
-            addr = cache.ptr if uses_cache and name == c.input else self.buffers[name]
+            addr = cache.part_ptr(self._parts[name]) if uses_cache and name in self._parts else self.buffers[name]
             if not ctx.set_tensor_address(name, addr):
                 raise BackendError(f"stage {self.spec.name}: TensorRT refused the address of {name}")
         out_shapes = {}

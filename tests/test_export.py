@@ -54,7 +54,11 @@ def test_build_passes_and_writes_manifest_and_metadata(engines, tiny_cfg):
     model = onnx.load(str(out / "gpt_decode.onnx"), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["indextts_trt.stage"] == "gpt_decode" and meta["indextts_trt.graph_key"] == st["graph_key"]
-    assert [i.name for i in model.graph.input] == ["mel_ids", "mel_pos", "cache_len", "kv"]
+    parts = stage_specs(tiny_cfg)["gpt_decode"].cache.inputs
+    assert len(parts) == 2 * tiny_cfg.gpt.layers and parts[:3] == ("key.0", "value.0", "key.1")
+    assert [i.name for i in model.graph.input] == ["mel_ids", "mel_pos", "cache_len", *parts]
+    # each part is an input of its own: no Slice copies a part out of a whole-cache input
+    assert not any(n.op_type in ("Slice", "Split", "Gather") and set(n.input) & set(parts) for n in model.graph.node)
     assert "| dit_step | max |" in (out / "parity_report.md").read_text()
 
 
@@ -150,7 +154,7 @@ def test_decode_adapter_equals_reference_cached_step(tiny_ckpt, tiny_cfg):
         lens = torch.tensor([s, s - 2])  # row 1 has 2 fewer valid positions
         tok, pos = torch.tensor([[5], [11]]), torch.tensor([[2], [2]])
         before = buf.clone()
-        out_logits, kv_new = dec(tok, pos, lens, buf)
+        out_logits, kv_new = dec(tok, pos, lens, *buf.flatten(0, 1))  # the parts: keys 0, values 0, keys 1, ...
         assert torch.equal(buf, before)  # the graph never writes the cache
         assert kv_new.shape == (*kv.shape[:4], 1, kv.shape[5])
         x = torch.cat([conds, gpt.text_embedding(text) + gpt.text_pos_embedding.emb.weight[:9],

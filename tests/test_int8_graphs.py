@@ -143,10 +143,9 @@ def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engin
     rng = np.random.default_rng(0)
     feed = {"mel_ids": rng.integers(0, 50, (2, 1)), "mel_pos": np.full((2, 1), 3), "cache_len": np.full((2,), 40)}
     sess = {p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (src, tmp_path / "mm.onnx")}
-    kv = next(i for i in sess[src].get_inputs() if i.name == "kv")
-    shape = [d if isinstance(d, int) else {"B": 2}.get(str(d), 48) for d in kv.shape]
-    shape[2] = 2
-    feed["kv"] = rng.standard_normal(shape).astype(np.float32) * 0.3
+    for part in sess[src].get_inputs()[3:]:  # the cache parts, (B, H, CAP, hd) each
+        shape = [d if isinstance(d, int) else {"B": 2}.get(str(d), 48) for d in part.shape]
+        feed[part.name] = rng.standard_normal(shape).astype(np.float32) * 0.3
     a, b = (s.run(None, feed) for s in sess.values())
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-5)

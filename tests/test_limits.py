@@ -97,7 +97,7 @@ class ShapeRunner:
         full = {**self.constants, **self.fed, **feed}
         if cache is not None:
             assert int(np.max(full[self.spec.cache.length])) < cache.capacity  # the new entries fit
-            full[self.spec.cache.input] = cache.array
+            full.update((name, cache.part(j)) for j, name in enumerate(self.spec.cache.inputs))
         sizes = self.spec.sizes_of(full)
         self.spec.check_sizes(sizes)
         out = {t.name: np.broadcast_to(np.zeros((), t.np_dtype()), self.spec.shape(t, sizes)) for t in self.spec.outputs}
@@ -113,7 +113,7 @@ class ShapeRunner:
 
     def new_cache(self, rows, capacity):
         spec = self.spec
-        kv = spec.input(spec.cache.input)
+        kv = spec.input(spec.cache.inputs[0])  # one part: (B, H, CAP, hd)
 
         class Cache:  # the KVCache operations on a zero-strided view: the shapes, no memory
             dtype = kv.np_dtype()
@@ -122,8 +122,12 @@ class ShapeRunner:
                 self.rows, self.capacity = rows, capacity
 
             @property
-            def array(self):
-                return np.broadcast_to(np.zeros((), self.dtype), spec.shape(kv, {"B": self.rows, "CAP": self.capacity}))
+            def array(self):  # (parts, B, H, CAP, hd)
+                part = spec.shape(kv, {"B": self.rows, "CAP": self.capacity})
+                return np.broadcast_to(np.zeros((), self.dtype), (len(spec.cache.inputs), *part))
+
+            def part(self, j):
+                return self.array[j]
 
             def load_prefix(self, kv0):
                 assert kv0.shape[4] <= self.capacity

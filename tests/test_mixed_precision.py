@@ -70,8 +70,10 @@ def test_float_compute_is_fp16_and_the_io_follows_the_policy(converted):
         io = {v.name: v.type.tensor_type.elem_type for v in list(m.graph.input) + list(m.graph.output)}
         want = {"float32": F32, "float16": F16, "int64": TensorProto.INT64}
         assert io == {k: want[v] for k, v in mp.io_policy(specs[name], "fp16").items()}, name
+    parts = specs["gpt_decode"].cache.inputs
     assert mp.io_policy(specs["gpt_decode"], "fp16") == {"mel_ids": "int64", "mel_pos": "int64", "cache_len": "int64",
-                                                        "kv": "float16", "logits": "float32", "kv_new": "float16"}
+                                                        **dict.fromkeys(parts, "float16"), "logits": "float32",
+                                                        "kv_new": "float16"}
 
 
 def test_the_fp16_kv_cache_is_read_and_written_without_casts(converted):
@@ -81,9 +83,10 @@ def test_the_fp16_kv_cache_is_read_and_written_without_casts(converted):
     _, _, convs = converted
     m, types = _types(convs["gpt_decode"].path)
     g = m.graph
-    assert types["kv"] == types["kv_new"] == F16
-    assert not any(n.op_type == "Cast" and ("kv" in n.input or "kv_new" in n.output) for n in g.node)
-    readers = [n for n in g.node if "kv" in n.input]
+    parts = {i.name for i in g.input[3:]}
+    assert len(parts) > 2 and {types[p] for p in parts} == {F16} and types["kv_new"] == F16
+    assert not any(n.op_type == "Cast" and (parts & set(n.input) or "kv_new" in n.output) for n in g.node)
+    readers = [n for n in g.node if parts & set(n.input)]
     assert readers and all(F32 not in _float_types(n, types) for n in readers)
 
 

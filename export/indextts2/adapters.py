@@ -1,7 +1,8 @@
 """Export adapters: each wraps reference modules as a tensor-in/tensor-out module whose argument
 order is its stage spec's input order. The reference modules are used untouched.
 
-The GPT decode step reads a cache ``kv`` (layers, 2, B, H, CAP, hd) and never writes it: attention
+The GPT decode step reads a cache of (layer, key/value) parts, each (B, H, CAP, hd) and its own
+input (``CacheSpec``: a Slice of one whole-cache input would copy it every step), and never writes it: attention
 covers each row's own valid positions (``< cache_len[b]``, so rows of different requests and
 lengths can share a step) plus the new token's own key/value, and the step returns only that new
 key/value, ``kv_new`` (layers, 2, B, H, 1, hd). The runtime writes it into its cache at each
@@ -106,25 +107,21 @@ class GptDecode(nn.Module):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, mel_ids: Tensor, mel_pos: Tensor, cache_len: Tensor, kv: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, mel_ids: Tensor, mel_pos: Tensor, cache_len: Tensor, *kv: Tensor) -> tuple[Tensor, Tensor]:
+        """``kv``: layer 0's keys, layer 0's values, layer 1's keys, ... each (B, H, CAP, hd)."""
         g = self.gpt
         x = g.mel_embed(mel_ids, mel_pos)  # (B, 1, D)
         b, d = x.shape[0], x.shape[-1]
-        cap = kv.shape[4]
+        cap = kv[0].shape[2]
         valid = (torch.arange(cap, device=x.device)[None, :] < cache_len[:, None]).to(x.dtype)  # (B, CAP)
         bias = ((1.0 - valid) * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, CAP), fp16-safe additive mask
-        # one slice per layer's keys and per layer's values (ONNX Runtime copies a Slice's output:
-        # the cache once per step; indexing kv[i, 0] exports as Splits of the whole cache, which copy
-        # it twice and dominated the step at long caches)
-        halves = kv.flatten(0, 1)  # (L·2, B, H, CAP, hd)
         new_k, new_v = [], []
         for i, block in enumerate(g.gpt.h):
             att = block.attn
             y = block.ln_1(x)
             q, k, v = att.c_attn(y).split(d, dim=-1)
             q, k, v = (t.view(b, 1, att.heads, att.hd).transpose(1, 2) for t in (q, k, v))  # (B, H, 1, hd)
-            k_cache = torch.narrow(halves, 0, 2 * i, 1).squeeze(0)  # (B, H, CAP, hd)
-            v_cache = torch.narrow(halves, 0, 2 * i + 1, 1).squeeze(0)
+            k_cache, v_cache = kv[2 * i], kv[2 * i + 1]  # (B, H, CAP, hd)
             # K·qᵀ streams the cached keys row by row (a GEMV); q·Kᵀ would transpose them first
             s_cache = (k_cache @ q.transpose(-2, -1)).transpose(-2, -1) / math.sqrt(att.hd) + bias  # (B, H, 1, CAP)
             s_self = (q * k).sum(-1, keepdim=True) / math.sqrt(att.hd)  # (B, H, 1, 1)

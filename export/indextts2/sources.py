@@ -46,7 +46,8 @@ def _dit_inputs(spec: StageSpec, sizes: dict, rng: np.random.Generator) -> dict:
 def _decode_inputs(spec: StageSpec, sizes: dict, rng: np.random.Generator) -> dict:
     x = generic_inputs(spec, sizes, rng)
     x["cache_len"] = rng.integers(1, sizes["CAP"], size=sizes["B"]).astype(np.int64)  # each row its own length
-    x["kv"] *= 0.5
+    for name in spec.cache.inputs:
+        x[name] *= 0.5
     return x
 
 

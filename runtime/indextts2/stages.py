@@ -86,6 +86,15 @@ def emotion_conditioning_spec(cfg, t50: Dim) -> StageSpec:
         dims=(t50,), tolerances={"emovec": FEATURES_INT8})
 
 
+def cache_part_names(layers: int) -> tuple[str, ...]:
+    """The decode step's cache inputs, one per (layer, key/value) in the cache's order."""
+    return tuple(f"{half}.{i}" for i in range(layers) for half in ("key", "value"))
+
+
+def cache_parts(layers: int, heads: int, hd: int) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(n, F32, ("B", heads, "CAP", hd), reduced=True) for n in cache_part_names(layers))
+
+
 def gpt_decode_spec(cfg, conds: int, max_text: int, max_codes: int) -> StageSpec:
     """``conds``: the conditioning rows before the text; ``max_text``/``max_codes``: text and mel
     positions with their bounds."""
@@ -97,12 +106,12 @@ def gpt_decode_spec(cfg, conds: int, max_text: int, max_codes: int) -> StageSpec
         inputs=(TensorSpec("mel_ids", I64, ("B", 1), 0, g.number_mel_codes),
                 TensorSpec("mel_pos", I64, ("B", 1), 0, max_codes),
                 TensorSpec("cache_len", I64, ("B",), conds + 3, conds + 4),
-                TensorSpec("kv", F32, (layers, 2, "B", heads, "CAP", hd), reduced=True)),
+                *cache_parts(layers, heads, hd)),
         outputs=(TensorSpec("logits", F32, ("B", g.number_mel_codes)),
                  TensorSpec("kv_new", F32, (layers, 2, "B", heads, 1, hd), reduced=True)),
         dims=(_dim("B", 1, 3, MAX_DECODE_ROWS),
               _dim("CAP", conds + 8, conds + 400, conds + max_text + max_codes + 1)),
-        tolerances={"logits": LOGITS_INT8, "kv_new": FEATURES_INT8}, cache=CacheSpec("kv", "kv_new", "cache_len", axis=4))
+        tolerances={"logits": LOGITS_INT8, "kv_new": FEATURES_INT8}, cache=CacheSpec(cache_part_names(layers), "kv_new", "cache_len", axis=2))
 
 
 def length_regulator_spec(cfg, t_in_max: int, t_out_max: int) -> StageSpec:
