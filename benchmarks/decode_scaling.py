@@ -107,7 +107,9 @@ def run(engine_dir: Path, precisions: tuple[str, ...], rows_list: tuple[int, ...
                 raise typer.BadParameter(f"--prompt {prompt} + {max(codes_list)} codes exceed the decode cache's "
                                          f"{limit} positions")
             weights = streamed_weight_bytes(runner.path)
-            per_pos = int(np.prod(runner.new_cache(1, 1).array.shape)) * runner.new_cache(1, 1).array.itemsize
+            probe = runner.new_cache(1, 1)  # one row, one position: a position's bytes over every part
+            per_pos = probe.array.nbytes
+            probe.close()
             for rows in rows_list:
                 cases = [(c, loop_capacity(prompt, prompt + c + 1, limit), "grown") for c in codes_list]
                 cases.append((codes_list[0], limit, "all positions"))

@@ -4,8 +4,8 @@ The same operations as ``kvcache.HostKVCache`` (see there for what each one is f
 device copies on a stream through :class:`~.cuda_device.Device`. Both GPU backends use it: the
 TensorRT runner binds each (layer, key/value) part's address (``part_ptr``) as the engine's input
 for that part, and ONNX Runtime's CUDA provider binds the same addresses as those inputs' buffers
-(``OrtRunner`` with a device), so neither copies the cache between host and device on any step. Only ``kv_new`` (a few KB) is copied, device to device, into
-each row's position after the step.
+(``OrtRunner`` with a device), so neither copies the cache between host and device on any step.
+Only ``kv_new`` (a few KB) is copied, device to device, into each row's position after the step.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Layout (layers, 2, rows, heads, capacity, head_dim), in the graph's precision: each (layer,
 key/value) part is contiguous, and the decode graph reads each part as its own input, in place
-(``part``). Rows are beams, of
-one request or of several (serving); each row has its own length. The operations a decode loop
+(``part``). Rows are beams, of one request or of several (serving); each row has its own length. The operations a decode loop
 needs, and what each one moves:
 - ``load_prefix``: the prefill's cache (one row) into every row, positions [0, S);
 - ``write``: a step's new entries (``kv_new``, one per row) at each row's own position — a few KB,

@@ -6,8 +6,8 @@ the machine), sequential execution. The provider actually in use is checked: onn
 back to CPU silently when CUDA libraries are missing, and we report that instead of pretending.
 
 On the CUDA provider a runner is *resident* (it gets a :class:`~.cuda_device.Device`, from
-cuda-python): the decode step's KV cache is a ``DeviceKVCache``, each part bound by its device address, the
-step's ``kv_new`` stays on the device and is copied device to device into each row's position,
+cuda-python): the decode step's KV cache is a ``DeviceKVCache``, each part bound by its device
+address, the step's ``kv_new`` stays on the device and is copied device to device into each row's position,
 ``set_constants`` uploads once, and ``feedback`` outputs (the CFM's ``x``) stay on the device
 between calls. Without it ONNX Runtime would copy the whole cache host to device on every step
 (several times the bytes of the weights at 1000 codes) and each CFM constant on every step.
@@ -99,6 +99,7 @@ class OrtRunner:
         self._const: dict[str, np.ndarray] = {}
         self._kept: dict[str, np.ndarray] = {}
         self._cache_value = None  # (cache object, its version, OrtValues over its parts)
+        self._parts = {n: j for j, n in enumerate(spec.cache.inputs)} if spec.cache else {}  # input → part
         # where resident inputs and outputs live: ONNX Runtime's name for the provider's device
         self.where = ("cuda", 0) if self.provider == "CUDAExecutionProvider" else ("cpu", 0)
         self.stream = device.stream() if device is not None else None
@@ -131,10 +132,9 @@ class OrtRunner:
         uses_cache = cache is not None and c is not None
         io.clear_binding_inputs()
         io.clear_binding_outputs()
-        parts = {n: j for j, n in enumerate(c.inputs)} if uses_cache else {}
         for t in spec.inputs:
-            if t.name in parts:
-                self._bind_cache_part(t.name, cache, parts[t.name])
+            if uses_cache and t.name in self._parts:
+                self._bind_cache_part(t.name, cache, self._parts[t.name])
                 continue
             x = feed.get(t.name)
             if x is None:
@@ -199,15 +199,14 @@ class OrtRunner:
     def _cache_ortvalues(self, cache) -> list:
         """OrtValues over the host cache's parts, in place; made again when the cache is replaced."""
         if self._cache_value is None or self._cache_value[0] is not cache or self._cache_value[1] != cache.version:
-            values = [self._ort.OrtValue.ortvalue_from_numpy(cache.part(j)) for j in range(len(self.spec.cache.inputs))]
+            values = [self._ort.OrtValue.ortvalue_from_numpy(cache.part(j)) for j in range(len(self._parts))]
             self._cache_value = (cache, cache.version, values)
         return self._cache_value[2]
 
     def new_cache(self, rows: int, capacity: int) -> HostKVCache | DeviceKVCache:
         """An empty cache for ``rows`` rows in the graph's cache dtype (on the device when resident)."""
-        c = self.spec.cache
-        _, heads, _, hd = self.spec.input(c.inputs[0]).shape
-        layers, dtype = len(c.inputs) // 2, self.dtypes[c.inputs[0]]
+        layers, heads, hd = self.spec.cache_dims()
+        dtype = self.dtypes[self.spec.cache.inputs[0]]
         if self.dev is not None:
             return DeviceKVCache(self.dev, self.stream, layers, rows, heads, capacity, hd, dtype)
         return HostKVCache(layers, rows, heads, capacity, hd, dtype)

@@ -14,9 +14,9 @@ What the runner does, and why:
   once; ``feedback={"x_next": "x"}`` swaps the two device buffers so the CFM's ``x`` never leaves
   the device until the last step's ``fetch``;
 - the decode step reads the cache in place (``DeviceKVCache``, one device buffer, each (layer,
-  key/value) part bound at its own address, no ping-pong) and
-  its small ``kv_new`` output is copied into the cache at each row's position: one 2-D copy when the
-  rows share a position (one request), one 3-D copy per run of rows otherwise;
+  key/value) part bound at its own address, no ping-pong) and its small ``kv_new`` output is
+  copied into the cache at each row's position: one 2-D copy when the rows share a position (one
+  request), one 3-D copy per run of rows otherwise;
 - the decode step is captured in a CUDA graph per (profile, shapes, addresses) after a warm-up
   enqueue; a failed capture logs once and falls back to plain enqueues;
 - ``close()`` frees the buffers, caches, graphs, the context and the stream.
@@ -106,10 +106,9 @@ class TrtRunner:
         self._const, self._kept = set(), set()
 
     def new_cache(self, rows: int, capacity: int) -> DeviceKVCache:
-        c = self.cache_spec
-        _, heads, _, hd = self.spec.input(c.inputs[0]).shape
-        return DeviceKVCache(self.dev, self.stream, len(c.inputs) // 2, rows, heads, capacity, hd,
-                             self.dtypes[c.inputs[0]])
+        layers, heads, hd = self.spec.cache_dims()
+        return DeviceKVCache(self.dev, self.stream, layers, rows, heads, capacity, hd,
+                             self.dtypes[self.cache_spec.inputs[0]])
 
     # ------------------------------------------------------------------ running
 

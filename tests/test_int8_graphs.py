@@ -130,7 +130,7 @@ def test_a_too_tight_int8_tolerance_falls_back_to_fp32_with_its_reason(engine_di
     assert not [p for p in out.iterdir() if p.name.startswith(".build-")]
 
 
-def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engine_dir, tiny_ckpt, tmp_path):
+def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engine_dir, tiny_ckpt, tiny_cfg, tmp_path):
     from indextts_trt.export.variant import ReferenceModels
 
     import onnxruntime as ort
@@ -143,7 +143,10 @@ def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engin
     rng = np.random.default_rng(0)
     feed = {"mel_ids": rng.integers(0, 50, (2, 1)), "mel_pos": np.full((2, 1), 3), "cache_len": np.full((2,), 40)}
     sess = {p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (src, tmp_path / "mm.onnx")}
-    for part in sess[src].get_inputs()[3:]:  # the cache parts, (B, H, CAP, hd) each
+    from indextts_trt.runtime.indextts2.stages import stage_specs
+
+    parts = set(stage_specs(tiny_cfg)["gpt_decode"].cache.inputs)
+    for part in (i for i in sess[src].get_inputs() if i.name in parts):  # (B, H, CAP, hd) each
         shape = [d if isinstance(d, int) else {"B": 2}.get(str(d), 48) for d in part.shape]
         feed[part.name] = rng.standard_normal(shape).astype(np.float32) * 0.3
     a, b = (s.run(None, feed) for s in sess.values())

@@ -78,12 +78,12 @@ def test_float_compute_is_fp16_and_the_io_follows_the_policy(converted):
 
 def test_the_fp16_kv_cache_is_read_and_written_without_casts(converted):
     """The decode step reads the runtime's fp16 cache and returns the new position's keys/values in
-    fp16: no Cast touches ``kv`` or produces ``kv_new`` (half the bytes of an fp32 cache per step,
+    fp16: no Cast touches a cache part or produces ``kv_new`` (half the bytes of an fp32 cache per step,
     and no conversion pass over it)."""
-    _, _, convs = converted
+    _, specs, convs = converted
     m, types = _types(convs["gpt_decode"].path)
     g = m.graph
-    parts = {i.name for i in g.input[3:]}
+    parts = set(specs["gpt_decode"].cache.inputs)
     assert len(parts) > 2 and {types[p] for p in parts} == {F16} and types["kv_new"] == F16
     assert not any(n.op_type == "Cast" and (parts & set(n.input) or "kv_new" in n.output) for n in g.node)
     readers = [n for n in g.node if parts & set(n.input)]

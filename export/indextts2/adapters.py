@@ -2,8 +2,8 @@
 order is its stage spec's input order. The reference modules are used untouched.
 
 The GPT decode step reads a cache of (layer, key/value) parts, each (B, H, CAP, hd) and its own
-input (``CacheSpec``: a Slice of one whole-cache input would copy it every step), and never writes it: attention
-covers each row's own valid positions (``< cache_len[b]``, so rows of different requests and
+input (``CacheSpec``: a Slice of one whole-cache input would copy it every step), and never
+writes it: attention covers each row's own valid positions (``< cache_len[b]``, so rows of different requests and
 lengths can share a step) plus the new token's own key/value, and the step returns only that new
 key/value, ``kv_new`` (layers, 2, B, H, 1, hd). The runtime writes it into its cache at each
 row's position (a few KB, host or device): no graph copies or scatters the whole cache, no

@@ -28,8 +28,8 @@ output channels are multiples of 16 is exported as a 2-D one over (B, C, 1, T) w
 kernel: ONNX Runtime's CPU provider then runs it with its blocked NCHWc kernels (its layout
 transformer takes 2-D convolutions only) instead of im2col + GEMM. The same products and sums
 (zero padding and dilation on the time axis only), float32 rounding apart. Measured at full size,
-2 threads, on a quiet machine, the whole vocoder against upstream's in torch: 0.94× → 1.04× at
-200 mel frames, 1.05× → 1.16× at 70, 1.15× → 1.30× at 600. Channel counts off the multiple (the
+2 threads, on a quiet machine, the whole vocoder against upstream's in torch: 0.96–0.98× →
+1.04–1.05× at 70, 200 and 600 mel frames (benchmarks/results/bigvgan-cpu-profile.md). Channel counts off the multiple (the
 last stage's 24, the 1-channel output) stay 1-D: there the blocked kernels lose (measured slower
 at 24 channels), which is also why this is not applied to every convolution.
 
