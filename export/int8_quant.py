@@ -1,29 +1,32 @@
 """A stage's fp32 ONNX graph → ``<stage>.int8.onnx`` for ONNX Runtime's CPU provider, with ONNX
-Runtime's own weight quantizer (``onnxruntime.quantization.matmul_nbits_quantizer``, 8 bits).
+Runtime's own quantization tools.
 
 What int8 means here (``SETTINGS``, part of the graph's cache key):
-- the weights of every MatMul whose second input is a constant become int8 ``MatMulNBits``
-  weights: symmetric, one scale per block of 128 input rows of each output column (a block's
-  scale follows that block's own range, so one large weight does not coarsen a whole column);
-- ``accuracy_level`` 4: the kernel quantizes the activation entering the MatMul to int8 at run
-  time, per block as well, and accumulates the int8 products in int32 (AVX512-VNNI here); no
-  calibration set, so nothing depends on the data the gate happens to draw;
-- every other op (norms, softmax, attention over the KV cache, activations, convolutions) still
-  computes in fp32, and the graph's inputs and outputs keep their fp32 dtypes
-  (``TensorSpec.dtype_at``): the runtime's buffers and the KV cache are the fp32 graph's;
+- every MatMul whose second input is a constant gets int8 weights; every other op (norms, softmax,
+  attention over the KV cache, activations, depthwise and 2-D convolutions) still computes in fp32,
+  and the graph's inputs and outputs keep their fp32 dtypes (``TensorSpec.dtype_at``): the
+  runtime's buffers and the KV cache are the fp32 graph's;
+- two schemes, tried in this order by the gate (``trials``), the first that passes is kept:
+  ``dynamic`` (``quantize_dynamic``: ``MatMulInteger`` with int8 weights, one symmetric scale per
+  output column, and uint8 activations quantized per tensor at run time: no calibration set, so
+  nothing depends on the data the gate happens to draw), then ``blocks`` (``MatMulNBits`` 8 bits,
+  one scale per block of 128 input rows of each column, activations quantized per block:
+  ``accuracy_level`` 4), then ``blocks`` with candidate groups left fp32;
 - Gemm nodes with a constant weight (GPT-2's ``Conv1D`` exports as ``Gemm``) are first rewritten
-  as MatMul (+ Add for a bias), because the quantizer takes MatMul only; the MatMul keeps the
-  Gemm's node name, so an exclusion list written against the fp32 graph still names it;
-- Conv stays fp32: ONNX Runtime's ``ConvInteger`` (the only int8 convolution its quantizer makes
-  for the CPU) ran 2.2-3.6× slower than the fp32 Conv at BigVGAN's sizes (README, int8 section).
+  as MatMul (+ Add for a bias), and 1-D convolutions over channels (group 1, stride 1: the DiT's
+  WaveNet and 1×1 projections, the conformers' pointwise convolutions) as Transpose → Pad → k
+  shifted Slices → Concat → MatMul (the same sum of products, as one matrix product with k·C
+  inputs), because the quantizers take MatMul only; the MatMul keeps the node's name, so an
+  exclusion list written against the fp32 graph still names it.
 
-Why MatMulNBits and not ``quantize_dynamic`` (MatMulInteger, per-channel weights, per-tensor uint8
-activations): on the full-size GPT decode step (2 threads, a loaded machine, steps of the graphs
-alternated) the two were equally fast within the noise (each faster in some runs; both 1.9-2.7× the
-fp32 step), MatMulNBits 1 dB more accurate (29.9 vs 28.8 dB logits SNR) and quicker to make (43 vs
-71 s, 5.4 vs 5.8 GB peak: it quantizes the loaded model, no second copy on disk). With
-``accuracy_level`` 0 (fp32 compute on dequantized weights) it was 12× slower than fp32. Figures:
-README, int8 section.
+Why ``dynamic`` first (README, int8 section; 2 threads, Intel Xeon with AMX and AVX512-VNNI): the
+int8×int8 product runs on the matrix units, and on the DiT's sizes ((2,600,512)×(512,1536)) it took
+0.73 ms against MatMulNBits' 4.5 ms and fp32's 7.6 ms; on the GPT decode step (1-3 rows, bound by
+the weights' bytes, which are int8 in both) the two were within 3-9 % (dynamic ahead) and
+MatMulNBits 0.5-1 dB more accurate (29.5-30.0 vs 28.8-29.5 dB logits SNR). ``blocks`` stays as the
+more accurate fallback before any weight is left fp32. ConvInteger (the quantizer's own int8
+convolution) ran 2.2-3.6× slower than the fp32 Conv at BigVGAN's sizes, hence the rewrite as
+MatMul, not ConvInteger.
 
 ``exclude`` (ONNX node names of the fp32 graph) plays the role of fp16's fp32 islands: those
 MatMuls keep fp32 weights.
@@ -32,6 +35,7 @@ MatMuls keep fp32 weights.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,8 +48,14 @@ from onnx import helper, numpy_helper
 from .mixed_precision import _meta, _save
 
 QUANTIZED_OPS = ("MatMul",)
-SETTINGS = {"tool": "MatMulNBitsQuantizer", "bits": 8, "block_size": 128, "symmetric": True, "accuracy_level": 4,
-            "op_types": list(QUANTIZED_OPS), "gemm_as_matmul": True}
+SCHEMES = {
+    "dynamic": {"tool": "quantize_dynamic", "weights": "int8, per output column, symmetric",
+                "activations": "uint8, per tensor, at run time", "op": "MatMulInteger"},
+    "blocks": {"tool": "MatMulNBitsQuantizer", "bits": 8, "block_size": 128, "symmetric": True, "accuracy_level": 4,
+               "op": "MatMulNBits"},
+}
+SETTINGS = {"schemes": SCHEMES, "order": ["dynamic", "blocks"], "op_types": list(QUANTIZED_OPS),
+            "gemm_as_matmul": True, "conv1d_as_matmul": True}
 INT8_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "MatMulNBits", "DynamicQuantizeMatMul",
             "MatMulIntegerToFloat", "ConvInteger"}  # ops only a quantized graph has
 
@@ -60,18 +70,44 @@ class Int8Conversion:
     seconds: float
     quantized: int  # weight MatMuls now int8
     kept_fp32: int  # weight MatMuls left fp32 (excluded)
+    scheme: str = "dynamic"
     io: dict = field(default_factory=dict)
 
 
 def converter_name() -> str:
     import onnxruntime
 
-    return f"onnxruntime {onnxruntime.__version__} quantization.MatMulNBitsQuantizer"
+    return f"onnxruntime {onnxruntime.__version__} quantization (quantize_dynamic, MatMulNBitsQuantizer)"
 
 
 def _attr(n, name, default):
     a = next((a for a in n.attribute if a.name == name), None)
     return default if a is None else helper.get_attribute_value(a)
+
+
+def _gemm_rewritable(n, inits) -> bool:
+    return (n.op_type == "Gemm" and len(n.input) > 1 and n.input[1] in inits and _attr(n, "alpha", 1.0) == 1.0
+            and not _attr(n, "transA", 0))
+
+
+def _conv1d_rewritable(n, inits) -> bool:
+    w = inits.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
+    return (w is not None and len(w.dims) == 3 and _attr(n, "group", 1) == 1
+            and list(_attr(n, "strides", [1])) == [1]
+            and _attr(n, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+            and (len(n.input) < 3 or not n.input[2] or n.input[2] in inits))
+
+
+def _copy_meta(src, dst) -> None:
+    for p in src.metadata_props:  # the module path (name_scopes): island lists are written against it
+        dst.metadata_props.add(key=p.key, value=p.value)
+
+
+def _drop_unused(g) -> None:
+    used = {x for n in g.node for x in n.input} | {v.name for v in g.output}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
 
 
 def gemm_as_matmul(model: onnx.ModelProto) -> int:
@@ -82,17 +118,17 @@ def gemm_as_matmul(model: onnx.ModelProto) -> int:
     inits = {i.name: i for i in g.initializer}
     out, done = [], 0
     for n in g.node:
-        b = inits.get(n.input[1]) if n.op_type == "Gemm" and len(n.input) > 1 else None
-        if b is None or _attr(n, "alpha", 1.0) != 1.0 or _attr(n, "transA", 0):
+        if not _gemm_rewritable(n, inits):
             out.append(n)
             continue
-        w = n.input[1]
+        b, w = inits[n.input[1]], n.input[1]
         if _attr(n, "transB", 0):  # a transposed copy; the original goes when nothing else reads it
             w = f"{n.input[1]}__t"
             g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(b).T), w))
         has_c = len(n.input) > 2 and n.input[2]
         mm_out = f"{n.output[0]}__mm" if has_c else n.output[0]
         out.append(helper.make_node("MatMul", [n.input[0], w], [mm_out], name=n.name))
+        _copy_meta(n, out[-1])
         if has_c:
             c = n.input[2]
             beta = _attr(n, "beta", 1.0)
@@ -102,15 +138,66 @@ def gemm_as_matmul(model: onnx.ModelProto) -> int:
                 c = f"{c}__beta"
                 g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[n.input[2]]) * beta, c))
             out.append(helper.make_node("Add", [mm_out, c], [n.output[0]], name=f"{n.name}__bias"))
-        for p in n.metadata_props:  # the module path (name_scopes): island lists are written against it
-            out[-1 - bool(has_c)].metadata_props.add(key=p.key, value=p.value)
         done += 1
     del g.node[:]
     g.node.extend(out)
-    used = {x for n in g.node for x in n.input}
-    keep = [i for i in g.initializer if i.name in used or i.name in {v.name for v in g.output}]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    _drop_unused(g)
+    return done
+
+
+def conv1d_as_matmul(model: onnx.ModelProto) -> int:
+    """Rewrite each 1-D Conv with a constant weight (O, C, k), group 1 and stride 1 as a MatMul over
+    the time axis; returns how many. y[b,o,t] = Σ_j Σ_c W[o,c,j]·x_pad[b,c,t+j·d] is the product of
+    the k shifted copies of x_pad (concatenated on the channel axis: k·C inputs per frame) with W
+    laid out as W'[j·C+c, o]: the same products and sum, in another order."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    out, done = [], 0
+
+    def const(name, value):
+        g.initializer.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
+        return name
+
+    for n in g.node:
+        if not _conv1d_rewritable(n, inits):
+            out.append(n)
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]])
+        o_ch, c_in, k = w.shape
+        d = int(_attr(n, "dilations", [1])[0])
+        pl, pr = (list(_attr(n, "pads", [0, 0])) + [0, 0])[:2]
+        p, x = f"{n.name}__c1d", n.input[0]
+        steps = [helper.make_node("Transpose", [x], [f"{p}_xt"], name=f"{p}_xt", perm=[0, 2, 1])]
+        x = f"{p}_xt"
+        if pl or pr:
+            steps.append(helper.make_node("Pad", [x, const(f"{p}_pads", [0, pl, 0, 0, pr, 0])], [f"{p}_pad"],
+                                          name=f"{p}_pad"))
+            x = f"{p}_pad"
+        if k > 1:
+            shifted = []
+            for j in range(k):  # frames t+j·d for t in [0, T_out): from j·d to (k-1-j)·d before the end
+                tail = (k - 1 - j) * d
+                steps.append(helper.make_node(
+                    "Slice", [x, const(f"{p}_s{j}", [j * d]), const(f"{p}_e{j}", [-tail if tail else 2**62]),
+                              const(f"{p}_ax", [1]) if j == 0 else f"{p}_ax"], [f"{p}_sl{j}"], name=f"{p}_sl{j}"))
+                shifted.append(f"{p}_sl{j}")
+            steps.append(helper.make_node("Concat", shifted, [f"{p}_cols"], name=f"{p}_cols", axis=2))
+            x = f"{p}_cols"
+        wm = f"{n.input[1]}__c1d"
+        g.initializer.append(numpy_helper.from_array(
+            np.ascontiguousarray(w.transpose(2, 1, 0).reshape(k * c_in, o_ch)), wm))
+        steps.append(helper.make_node("MatMul", [x, wm], [f"{p}_mm"], name=n.name))
+        _copy_meta(n, steps[-1])
+        y = f"{p}_mm"
+        if len(n.input) > 2 and n.input[2]:
+            steps.append(helper.make_node("Add", [y, n.input[2]], [f"{p}_b"], name=f"{p}_bias"))
+            y = f"{p}_b"
+        steps.append(helper.make_node("Transpose", [y], [n.output[0]], name=f"{p}_yt", perm=[0, 2, 1]))
+        out.extend(steps)
+        done += 1
+    del g.node[:]
+    g.node.extend(out)
+    _drop_unused(g)
     return done
 
 
@@ -125,11 +212,18 @@ def _io(model: onnx.ModelProto) -> dict[str, int]:
     return {v.name: v.type.tensor_type.elem_type for v in list(g.input) + list(g.output)}
 
 
-def convert_int8(fp32_path: str | Path, out_path: str | Path, exclude=()) -> Int8Conversion:
-    """Write the int8 graph of ``fp32_path`` to ``out_path``: every weight MatMul int8 except the
-    nodes named in ``exclude`` (names of the fp32 graph); the graph's I/O exactly the fp32 graph's."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+def as_matmuls(model: onnx.ModelProto) -> None:
+    """Both rewrites: every Gemm and 1-D Conv the quantizers should see becomes a MatMul."""
+    gemm_as_matmul(model)
+    conv1d_as_matmul(model)
 
+
+def convert_int8(fp32_path: str | Path, out_path: str | Path, exclude=(), scheme: str = "dynamic") -> Int8Conversion:
+    """Write the int8 graph of ``fp32_path`` to ``out_path`` with ``scheme`` (``SCHEMES``): every
+    weight MatMul int8 except the nodes named in ``exclude`` (names of the fp32 graph); the graph's
+    I/O exactly the fp32 graph's."""
+    if scheme not in SCHEMES:
+        raise Int8Error(f"unknown int8 scheme {scheme!r} (one of {', '.join(SCHEMES)})")
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     t0 = time.perf_counter()
     model = onnx.load(str(fp32_path))
@@ -138,27 +232,50 @@ def convert_int8(fp32_path: str | Path, out_path: str | Path, exclude=()) -> Int
     if unknown:
         raise Int8Error(f"{fp32_path.name}: excluded node(s) not in the graph: {', '.join(unknown[:5])}")
     io = _io(model)
-    gemm_as_matmul(model)
+    as_matmuls(model)
     targets = weight_matmuls(model)
     excluded = sorted(set(targets) & set(exclude))
     with _root_quiet():
-        q = MatMulNBitsQuantizer(model, bits=SETTINGS["bits"], block_size=SETTINGS["block_size"],
-                                 is_symmetric=SETTINGS["symmetric"], accuracy_level=SETTINGS["accuracy_level"],
-                                 nodes_to_exclude=excluded, op_types_to_quantize=tuple(QUANTIZED_OPS))
-        q.process()
-    out = q.model.model
-    del q, model
+        out = (_dynamic if scheme == "dynamic" else _blocks)(model, [t for t in targets if t not in set(excluded)],
+                                                            excluded, out_path.parent)
+    del model
     if _io(out) != io:
         raise Int8Error(f"{fp32_path.name}: the quantizer changed the graph's inputs/outputs")
-    n_int = sum(n.op_type == "MatMulNBits" for n in out.graph.node)
+    op = SCHEMES[scheme]["op"]
+    n_int = sum(n.op_type == op for n in out.graph.node)
     if n_int != len(targets) - len(excluded):
-        raise Int8Error(f"{fp32_path.name}: {n_int} MatMulNBits nodes, expected {len(targets) - len(excluded)} "
+        raise Int8Error(f"{fp32_path.name}: {n_int} {op} nodes, expected {len(targets) - len(excluded)} "
                         f"({len(targets)} weight MatMuls, {len(excluded)} excluded)")
-    _meta(out, {"indextts.precision": "int8", "indextts.int8_excluded": str(len(excluded)),
-                "indextts.converter": converter_name()})
+    _meta(out, {"indextts.precision": "int8", "indextts.int8_scheme": scheme,
+                "indextts.int8_excluded": str(len(excluded)), "indextts.converter": converter_name()})
     _save(out, out_path)
-    return Int8Conversion(out_path, time.perf_counter() - t0, n_int, len(excluded),
+    return Int8Conversion(out_path, time.perf_counter() - t0, n_int, len(excluded), scheme,
                           {k: onnx.TensorProto.DataType.Name(v) for k, v in io.items()})
+
+
+def _blocks(model, nodes, excluded, scratch: Path) -> onnx.ModelProto:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    s = SCHEMES["blocks"]
+    q = MatMulNBitsQuantizer(model, bits=s["bits"], block_size=s["block_size"], is_symmetric=s["symmetric"],
+                             accuracy_level=s["accuracy_level"], nodes_to_exclude=excluded,
+                             op_types_to_quantize=tuple(QUANTIZED_OPS))
+    q.process()
+    return q.model.model
+
+
+def _dynamic(model, nodes, excluded, scratch: Path) -> onnx.ModelProto:
+    """quantize_dynamic writes its result to a file (and runs shape inference through one, which
+    a graph over 2 GB needs): both in a scratch directory beside the output, removed after."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix=".int8-dynamic-", dir=scratch) as tmp:
+        dst = Path(tmp) / "q.onnx"
+        quantize_dynamic(model, dst, per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_quantize=nodes,
+                         nodes_to_exclude=excluded, use_external_data_format=True,
+                         extra_options={"MatMulConstBOnly": True})
+        return onnx.load(str(dst))  # external data read in before the directory goes
 
 
 @contextmanager
@@ -179,26 +296,28 @@ def has_int8_ops(path: str | Path) -> bool:
     return any(n.op_type in INT8_OPS for n in m.graph.node)
 
 
-__all__ = ["convert_int8", "Int8Conversion", "Int8Error", "SETTINGS", "QUANTIZED_OPS", "converter_name",
-           "gemm_as_matmul", "weight_matmuls", "has_int8_ops", "INT8_OPS"]
+__all__ = ["convert_int8", "Int8Conversion", "Int8Error", "SETTINGS", "SCHEMES", "QUANTIZED_OPS", "converter_name",
+           "gemm_as_matmul", "conv1d_as_matmul", "as_matmuls", "weight_matmuls", "has_int8_ops", "INT8_OPS"]
 
 
 # --- the gate's side (precision_graphs): which stages, which exclusion lists ----------------------
 
-# the order the candidate groups (precision.CANDIDATES) are excluded in, one more per trial: the
-# output heads first (they set the logits and features directly), then the embeddings, attention's
-# projections and the perceiver; norms and activations hold no weight MatMul and add no trial
-GROUP_ORDER = ("heads", "embeddings", "attention", "perceiver", "norms", "activations")
+# the order the candidate groups are excluded in, one more per level: first the convolutions
+# rewritten as MatMul (``conv1d_as_matmul``: their int8 error is what the rewrite adds; measured at
+# full size, w2v-bert's pointwise convolutions in int8 cost it 10 dB at the short point), then the
+# fp16 trials' groups (precision.CANDIDATES): the output heads (they set the logits and features
+# directly), the embeddings, attention's projections and the perceiver; norms and activations hold
+# no weight MatMul and add no level
+GROUP_ORDER = ("convolutions", "heads", "embeddings", "attention", "perceiver", "norms", "activations")
 
 
 def quantizable_nodes(fp32_path: str | Path) -> list[str]:
-    """Node names of the fp32 graph the converter makes int8: weight MatMuls, and the Gemms it
-    rewrites as MatMul."""
+    """Node names of the fp32 graph the converter makes int8: weight MatMuls, and the Gemms and 1-D
+    Convs it rewrites as MatMul (the rewritten MatMul keeps the name)."""
     m = onnx.load(str(fp32_path), load_external_data=False)
-    inits = {i.name for i in m.graph.initializer}
+    inits = {i.name: i for i in m.graph.initializer}
     return [n.name for n in m.graph.node if len(n.input) > 1 and n.input[1] in inits and
-            (n.op_type == "MatMul" or (n.op_type == "Gemm" and _attr(n, "alpha", 1.0) == 1.0
-                                       and not _attr(n, "transA", 0)))]
+            (n.op_type == "MatMul" or _gemm_rewritable(n, inits) or _conv1d_rewritable(n, inits))]
 
 
 def skip_reason(spec, fp32_path: str | Path) -> str:
@@ -211,20 +330,27 @@ def skip_reason(spec, fp32_path: str | Path) -> str:
     return ""
 
 
-def trials(module, fp32_path: str | Path) -> list[tuple[str, list[str], list[str]]]:
-    """(name, module paths, excluded node names) to try: nothing excluded, then the candidate
-    groups added one at a time; a group that excludes no further weight MatMul is no new trial."""
+def trials(module, fp32_path: str | Path) -> list[tuple[str, str, list[str], list[str]]]:
+    """(name, scheme, module paths, excluded node names) to try: nothing excluded, then the groups
+    of ``GROUP_ORDER`` added one at a time, each level with every scheme of ``SETTINGS["order"]``
+    (the fastest first); a group that excludes no further weight MatMul is no new level."""
+    from torch import nn
+
     from .precision import CANDIDATES, leaf_modules
     from .trt_plan import island_nodes
 
     qable = set(quantizable_nodes(fp32_path))
+    m = onnx.load(str(fp32_path), load_external_data=False)
+    inits = {i.name: i for i in m.graph.initializer}
+    convs = {n.name for n in m.graph.node if _conv1d_rewritable(n, inits)}
     leaves = leaf_modules(module)
-    preds = dict(CANDIDATES)
-    out, paths, seen = [("none", [], [])], set(), {()}
+    preds = {**dict(CANDIDATES), "convolutions": lambda p, mod: isinstance(mod, nn.Conv1d)}
+    levels, paths, nodes, seen = [("", [], [])], set(), set(), {()}
     for g in GROUP_ORDER:
-        paths |= {p for p, m in leaves.items() if preds[g](p, m)}
-        nodes = sorted(set(island_nodes(fp32_path, sorted(paths))) & qable)
-        if tuple(nodes) not in seen:
-            seen.add(tuple(nodes))
-            out.append(("+" + g if len(out) > 1 else g, sorted(paths), nodes))
-    return out
+        paths |= {p for p, mod in leaves.items() if preds[g](p, mod)}
+        nodes |= convs if g == "convolutions" else set()  # by op, whatever the module paths say
+        nodes |= set(island_nodes(fp32_path, sorted(paths))) & qable
+        if tuple(sorted(nodes)) not in seen:
+            seen.add(tuple(sorted(nodes)))
+            levels.append((g if len(levels) == 1 else "+" + g, sorted(paths), sorted(nodes)))
+    return [(f"{s}, {lv}" if lv else s, s, p, n) for lv, p, n in levels for s in SETTINGS["order"]]

@@ -12,12 +12,13 @@ trying in order
 and keeping the first graph that passes at every point. A stage none of them saves keeps its fp32
 graph, with the failure recorded as the reason: the build reports it, never silently.
 
-int8 (``int8_quant.py``): ONNX Runtime's own weight quantizer makes the weight MatMuls 8-bit
-``MatMulNBits`` (I/O, KV cache and every other op stay fp32), for ONNX Runtime's CPU provider only (TensorRT's int8 needs
-Q/DQ calibration, which this does not do). The same gate judges it with the spec's int8 tolerances;
-the exclusion lists (MatMuls left fp32) play the islands' part: none, then the candidate groups
-added one at a time (``int8_quant.trials``). A stage whose spec states no int8 tolerance, or with no
-weight MatMul, keeps its fp32 graph with that reason.
+int8 (``int8_quant.py``): ONNX Runtime's own quantizers make the weight MatMuls (and the Gemms and
+1-D convolutions rewritten as MatMul) int8 (I/O, KV cache and every other op stay fp32), for ONNX
+Runtime's CPU provider only (TensorRT's int8 needs Q/DQ calibration, which this does not do). The
+same gate judges it with the spec's int8 tolerances; the trials are the schemes (``dynamic``, then
+the more accurate ``blocks``) with nothing excluded, then exclusion lists (MatMuls left fp32: the
+islands' part) growing one candidate group at a time (``int8_quant.trials``). A stage whose spec
+states no int8 tolerance, or with no weight MatMul, keeps its fp32 graph with that reason.
 
 bf16: ONNX Runtime's CPU provider has no bf16 kernels (export/mixed_precision.py), so the bf16
 graph is written and type-checked with the emulation's islands but not gated here; the runtime
@@ -253,20 +254,22 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
             else:
                 module = models.adapter(name)
                 gate = _Gate(spec, module, ev.sources[name].sampler, precision, points)
-                if precision == "int8":
+                if precision == "int8":  # (name, scheme, paths, nodes): the scheme rides on the trial
                     tries = int8_quant.trials(module, fp32_path)
-                    write = lambda dst, nodes: int8_quant.convert_int8(fp32_path, dst, nodes)  # noqa: E731
+                    write = lambda dst, scheme, nodes: int8_quant.convert_int8(fp32_path, dst, nodes,  # noqa: E731
+                                                                               scheme)
                 else:
-                    tries = [(t, isl, island_nodes(fp32_path, isl)) for t, isl in _island_trials(module, analysis)]
-                    write = lambda dst, nodes: convert(fp32_path, dst, precision, nodes,  # noqa: E731
-                                                       io_policy(spec, precision))
-                for tname, isl, nodes in tries:
+                    tries = [(t, None, isl, island_nodes(fp32_path, isl))
+                             for t, isl in _island_trials(module, analysis)]
+                    write = lambda dst, scheme, nodes: convert(fp32_path, dst, precision, nodes,  # noqa: E731
+                                                               io_policy(spec, precision))
+                for tname, scheme, isl, nodes in tries:
                     if isl and not nodes and precision != "int8":
                         raise ValueError(f"stage {name}: the fp32 islands {isl[:3]}... match no node of "
                                          f"{fp32_path.name}: the graph lacks name_scopes metadata")
-                    try_dir = tmp / tname.replace(" ", "_").replace("+", "")
+                    try_dir = tmp / tname.replace(", ", "_").replace(" ", "_").replace("+", "")
                     try_dir.mkdir()
-                    write(try_dir / stem, nodes)
+                    write(try_dir / stem, scheme, nodes)
                     checks = gate.judge(try_dir / stem)
                     ok = all(c.passed for c in checks)
                     trials.append(Trial(tname, len(isl), len(nodes), ok, _worst(checks)))

@@ -1,5 +1,5 @@
 """The int8 graphs of a tiny build (export/int8_quant.py through export/precision_graphs.py): the
-stages whose spec states int8 tolerances get an int8-weight graph (MatMulNBits) judged under ONNX
+stages whose spec states int8 tolerances get an int8-weight graph (MatMulInteger) judged under ONNX
 Runtime CPU against the fp32 PyTorch reference, recorded in the manifest and cached; the others
 keep fp32 with the reason; a graph beyond its tolerance falls back to fp32 and says why; and the
 runtime runs them (``--precision int8``, ONNX Runtime only)."""
@@ -58,14 +58,16 @@ def test_the_chosen_stages_get_gated_int8_graphs_and_the_others_say_why_not(int8
             assert g["note"].startswith("not quantized: its spec states no int8 tolerance")
             assert not (out / f"{name}.int8.onnx").exists()
             continue
-        assert g["onnx"] == f"{name}.int8.onnx" and g["chosen"] == "none"  # measured: no exclusions needed on tiny
+        assert g["onnx"] == f"{name}.int8.onnx" and g["chosen"] == "dynamic"  # measured: the first scheme passes
         assert {c["point"] for c in g["parity"]["checks"]} == set(POINTS)
         assert all(c["passed"] and c["stat"] in ("snr", "quantile")
                    for c in g["parity"]["checks"])
         model = onnx.load(str(out / g["onnx"]))
         ops = [n.op_type for n in model.graph.node]
-        assert ops.count("MatMulNBits") == len(iq.quantizable_nodes(out / entry["onnx"])) > 0
-        assert not {"Gemm"} & set(ops)  # every constant-weight Gemm became a quantized MatMul
+        assert ops.count("MatMulInteger") == len(iq.quantizable_nodes(out / entry["onnx"])) > 0
+        assert "Gemm" not in ops  # every constant-weight Gemm became a quantized MatMul
+        assert not [n for n in model.graph.node if n.op_type == "Conv" and iq._conv1d_rewritable(
+            n, {i.name: i for i in model.graph.initializer})]  # and every 1-D channel-mixing Conv
         assert not iq.has_int8_ops(out / entry["onnx"])
         # the graph's boundary is the fp32 graph's: names, order and dtypes (the KV cache stays fp32)
         assert _io(out / g["onnx"]) == _io(out / entry["onnx"])
@@ -81,12 +83,12 @@ def test_a_second_run_reuses_every_graph_and_a_new_setting_redoes_them(int8_dir,
     assert {r.chosen for r in res} == {"cached"}
     assert before == {p.name: p.stat().st_mtime_ns for p in out.glob("*.int8.onnx")}
     # the converter's settings are in the key: another block size is another graph
-    monkeypatch.setitem(iq.SETTINGS, "block_size", 32)
+    monkeypatch.setitem(iq.SCHEMES["blocks"], "block_size", 32)
     full = _only(out, "gpt_decode")
     (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
-    assert r.chosen == "none" and r.precision == "int8"
+    assert r.chosen == "dynamic" and r.precision == "int8"
     g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
-    assert g["settings"]["block_size"] == 32
+    assert g["settings"]["schemes"]["blocks"]["block_size"] == 32
     _restore(out, full)
 
 
@@ -105,8 +107,9 @@ def _restore(out, full):
 
 
 def test_a_too_tight_int8_tolerance_falls_back_to_fp32_with_its_reason(engine_dir, tiny_ckpt, tmp_path, monkeypatch):
-    """The real gate and judge with an int8 tolerance no quantized graph meets (200 dB SNR): every
-    exclusion list is tried, smallest first, and the stage keeps its fp32 graph, saying why."""
+    """The real gate and judge with an int8 tolerance no quantized graph meets (200 dB SNR): both
+    schemes, then every exclusion list, smallest first, are tried, and the stage keeps its fp32
+    graph, saying why."""
     from indextts_trt.runtime.spec import StageSpec, Tolerance
 
     out = tmp_path / "engines"
@@ -118,9 +121,10 @@ def test_a_too_tight_int8_tolerance_falls_back_to_fp32_with_its_reason(engine_di
     (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
     assert r.precision == "fp32" and r.chosen == "fp32 fallback"
     names = [t.name for t in r.trials]
-    assert names[0] == "none" and names[1] == "heads" and len(names) >= 3, names
+    # the tiny GPT has no convolution: its first exclusion level is the heads, each level in both schemes
+    assert names[:4] == ["dynamic", "blocks", "dynamic, heads", "blocks, heads"] and len(names) >= 6, names
     excluded = [t.nodes for t in r.trials]
-    assert excluded == sorted(excluded) and excluded[0] == 0 < excluded[1]  # each trial excludes more
+    assert excluded == sorted(excluded) and excluded[1] == 0 < excluded[2] == excluded[3]  # each level excludes more
     assert not any(t.passed for t in r.trials)
     assert all(t.worst["limit"] == ">= 200.0 dB" and t.worst["measure"] < 200 for t in r.trials)
     g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
@@ -152,13 +156,16 @@ def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engin
     a, b = (s.run(None, feed) for s in sess.values())
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-5)
-    heads = iq.trials(ReferenceModels(tiny_ckpt).adapter("gpt_decode"), src)[1]
-    assert heads[0] == "heads" and heads[2]
-    conv = iq.convert_int8(src, tmp_path / "q.onnx", heads[2])
-    q = onnx.load(str(tmp_path / "q.onnx"))
-    left = {n.name for n in q.graph.node if n.op_type == "MatMul"}
-    assert set(heads[2]) <= left and conv.kept_fp32 == len(heads[2])
-    assert conv.quantized == len(iq.quantizable_nodes(src)) - len(heads[2])
+    heads = iq.trials(ReferenceModels(tiny_ckpt).adapter("gpt_decode"), src)[3]
+    assert heads[:2] == ("blocks, heads", "blocks") and heads[3]
+    for scheme, spec in iq.SCHEMES.items():
+        conv = iq.convert_int8(src, tmp_path / f"{scheme}.onnx", heads[3], scheme)
+        q = onnx.load(str(tmp_path / f"{scheme}.onnx"))
+        left = {n.name for n in q.graph.node if n.op_type == "MatMul"}
+        assert set(heads[3]) <= left and conv.kept_fp32 == len(heads[3]) and conv.scheme == scheme
+        assert conv.quantized == len(iq.quantizable_nodes(src)) - len(heads[3])
+        assert sum(n.op_type == spec["op"] for n in q.graph.node) == conv.quantized
+        assert {p.key: p.value for p in q.metadata_props}["indextts.int8_scheme"] == scheme
 
 
 def test_the_runtime_runs_the_int8_graphs_beside_fp32(int8_dir, prompt_wav):
@@ -213,3 +220,60 @@ def test_tts_run_and_build_precision_int8_never_reach_tensorrt(int8_dir, tiny_ck
     r = subprocess.run([*export, "plan", "--checkpoints", str(tiny_ckpt), "--out", str(out), "--precision", "int8"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "ONNX Runtime only" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("k,pads,dil,bias", [(1, (0, 0), 1, True), (5, (0, 0), 1, True), (3, (2, 2), 2, False),
+                                              (4, (3, 0), 1, True), (2, (0, 1), 3, True)])
+def test_conv1d_as_matmul_is_the_same_convolution_and_leaves_the_others(k, pads, dil, bias):
+    """Each rewritable Conv (group 1, stride 1, any padding and dilation) computes what ONNX
+    Runtime's Conv computes at several lengths; a depthwise and a strided Conv stay Convs."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(k * 10 + dil)
+    c, o = 7, 5
+    inits = [numpy_helper.from_array(rng.standard_normal((o, c, k)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal((o,)).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.standard_normal((o, 1, 3)).astype(np.float32), "dw"),
+             numpy_helper.from_array(rng.standard_normal((o, o, 3)).astype(np.float32), "sw")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"] if bias else ["x", "w"], ["h"], name="conv", pads=list(pads),
+                              dilations=[dil], kernel_shape=[k]),
+             helper.make_node("Conv", ["h", "dw"], ["d"], name="depthwise", group=o, pads=[1, 1]),
+             helper.make_node("Conv", ["d", "sw"], ["y"], name="strided", strides=[2])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", c, "T"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("h", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)])
+    m.ir_version = 10
+    before = m.SerializeToString()
+    assert iq.conv1d_as_matmul(m) == 1
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("Conv") == 2 and ops.count("MatMul") == 1
+    assert next(n for n in m.graph.node if n.op_type == "MatMul").name == "conv"  # exclusions still name it
+    assert "w" not in {i.name for i in m.graph.initializer}  # the Conv layout's weight is gone
+    sess = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for b in (before, m.SerializeToString())]
+    for batch, t in ((1, 9), (2, 23), (3, 40)):
+        x = rng.standard_normal((batch, c, t)).astype(np.float32)
+        ref, got = (s.run(None, {"x": x}) for s in sess)
+        for a, b in zip(ref, got):
+            assert a.shape == b.shape  # fp32 sums in another order: error relative to the output's scale
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * np.abs(a).max())
+
+
+def test_the_first_exclusion_level_is_the_rewritten_convolutions(engine_dir, tiny_ckpt):
+    """A stage with 1-D channel convolutions (the tiny DiT's WaveNet, w2v-bert's pointwise ones)
+    tries both schemes with exactly those Convs left fp32 before any module group."""
+    from indextts_trt.export.variant import ReferenceModels
+
+    models = ReferenceModels(tiny_ckpt)
+    for stage in ("dit_step", "semantic_encoder"):
+        src = engine_dir / f"{stage}.onnx"
+        g = onnx.load(str(src), load_external_data=False).graph
+        inits = {i.name: i for i in g.initializer}
+        convs = sorted(n.name for n in g.node if iq._conv1d_rewritable(n, inits))
+        assert convs and set(convs) <= set(iq.quantizable_nodes(src)), stage
+        t = iq.trials(models.adapter(stage), src)
+        assert [x[:2] for x in t[:4]] == [("dynamic", "dynamic"), ("blocks", "blocks"),
+                                          ("dynamic, convolutions", "dynamic"), ("blocks, convolutions", "blocks")]
+        assert t[2][3] == t[3][3] == convs and t[2][2], stage  # exactly the Convs; their module paths recorded
+        assert all(set(convs) <= set(x[3]) for x in t[4:])  # later levels keep them excluded
