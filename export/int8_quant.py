@@ -11,7 +11,8 @@ What int8 means here (``SETTINGS``, part of the graph's cache key):
   output column, and uint8 activations quantized per tensor at run time: no calibration set, so
   nothing depends on the data the gate happens to draw), then ``blocks`` (``MatMulNBits`` 8 bits,
   one scale per block of 128 input rows of each column, activations quantized per block:
-  ``accuracy_level`` 4), then ``blocks`` with candidate groups left fp32;
+  ``accuracy_level`` 4); then both again with the rewritten convolutions left fp32, then with
+  candidate groups left fp32 as well, one more group per level;
 - Gemm nodes with a constant weight (GPT-2's ``Conv1D`` exports as ``Gemm``) are first rewritten
   as MatMul (+ Add for a bias), and 1-D convolutions over channels (group 1, stride 1: the DiT's
   WaveNet and 1×1 projections, the conformers' pointwise convolutions) as Transpose → Pad → k
@@ -236,7 +237,8 @@ def convert_int8(fp32_path: str | Path, out_path: str | Path, exclude=(), scheme
     targets = weight_matmuls(model)
     excluded = sorted(set(targets) & set(exclude))
     with _root_quiet():
-        out = (_dynamic if scheme == "dynamic" else _blocks)(model, [t for t in targets if t not in set(excluded)],
+        keep = set(excluded)
+        out = (_dynamic if scheme == "dynamic" else _blocks)(model, [t for t in targets if t not in keep],
                                                             excluded, out_path.parent)
     del model
     if _io(out) != io:
@@ -311,13 +313,18 @@ __all__ = ["convert_int8", "Int8Conversion", "Int8Error", "SETTINGS", "SCHEMES",
 GROUP_ORDER = ("convolutions", "heads", "embeddings", "attention", "perceiver", "norms", "activations")
 
 
-def quantizable_nodes(fp32_path: str | Path) -> list[str]:
-    """Node names of the fp32 graph the converter makes int8: weight MatMuls, and the Gemms and 1-D
-    Convs it rewrites as MatMul (the rewritten MatMul keeps the name)."""
+def _weight_nodes(fp32_path: str | Path) -> dict[str, str]:
+    """{node name: fp32 op type} of what the converter makes int8: weight MatMuls, and the Gemms
+    and 1-D Convs it rewrites as MatMul (the rewritten MatMul keeps the name)."""
     m = onnx.load(str(fp32_path), load_external_data=False)
     inits = {i.name: i for i in m.graph.initializer}
-    return [n.name for n in m.graph.node if len(n.input) > 1 and n.input[1] in inits and
-            (n.op_type == "MatMul" or _gemm_rewritable(n, inits) or _conv1d_rewritable(n, inits))]
+    return {n.name: n.op_type for n in m.graph.node if len(n.input) > 1 and n.input[1] in inits and
+            (n.op_type == "MatMul" or _gemm_rewritable(n, inits) or _conv1d_rewritable(n, inits))}
+
+
+def quantizable_nodes(fp32_path: str | Path) -> list[str]:
+    """Node names of the fp32 graph the converter makes int8 (``_weight_nodes``), in graph order."""
+    return list(_weight_nodes(fp32_path))
 
 
 def skip_reason(spec, fp32_path: str | Path) -> str:
@@ -339,10 +346,9 @@ def trials(module, fp32_path: str | Path) -> list[tuple[str, str, list[str], lis
     from .precision import CANDIDATES, leaf_modules
     from .trt_plan import island_nodes
 
-    qable = set(quantizable_nodes(fp32_path))
-    m = onnx.load(str(fp32_path), load_external_data=False)
-    inits = {i.name: i for i in m.graph.initializer}
-    convs = {n.name for n in m.graph.node if _conv1d_rewritable(n, inits)}
+    weights = _weight_nodes(fp32_path)
+    qable = set(weights)
+    convs = {n for n, op in weights.items() if op == "Conv"}
     leaves = leaf_modules(module)
     preds = {**dict(CANDIDATES), "convolutions": lambda p, mod: isinstance(mod, nn.Conv1d)}
     levels, paths, nodes, seen = [("", [], [])], set(), set(), {()}

@@ -16,8 +16,9 @@ int8 (``int8_quant.py``): ONNX Runtime's own quantizers make the weight MatMuls 
 1-D convolutions rewritten as MatMul) int8 (I/O, KV cache and every other op stay fp32), for ONNX
 Runtime's CPU provider only (TensorRT's int8 needs Q/DQ calibration, which this does not do). The
 same gate judges it with the spec's int8 tolerances; the trials are the schemes (``dynamic``, then
-the more accurate ``blocks``) with nothing excluded, then exclusion lists (MatMuls left fp32: the
-islands' part) growing one candidate group at a time (``int8_quant.trials``). A stage whose spec
+the more accurate ``blocks``) with nothing excluded, then both with exclusion lists (MatMuls left
+fp32: the islands' part) growing one group at a time, the rewritten convolutions first
+(``int8_quant.trials``). A stage whose spec
 states no int8 tolerance, or with no weight MatMul, keeps its fp32 graph with that reason.
 
 bf16: ONNX Runtime's CPU provider has no bf16 kernels (export/mixed_precision.py), so the bf16

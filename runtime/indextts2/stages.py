@@ -38,7 +38,7 @@ EXACT = {"fp32": Tolerance("exact"), "fp16": Tolerance("exact"), "bf16": Toleran
 #   the logits, which are judged themselves.
 # - encoder features (w2v-bert, speaker latents, emotion vector), 25 dB: conditioning, judged as
 #   features (tiny: 39-44 dB; full size: speaker 37.8, emotion 33.7 dB; w2v-bert 19.5-20.4 dB with
-#   its pointwise convolutions int8, so they stay fp32 there: README, int8 section).
+#   its pointwise convolutions int8, 26.3 dB with them fp32, which is what it keeps: README, int8).
 # - the DiT step: the fp16 tolerance (q0.99 of the error ratio at atol = rtol = 5e-2): an int8 step
 #   may be as far from fp32 as an fp16 step may. Measured at full size: 0.80 at the awkward point
 #   (``dynamic``, its WaveNet convolutions int8 too), for 2.2× the fp32 step's speed at T 600.
