@@ -6,12 +6,13 @@ What int8 means here (``SETTINGS``, part of the graph's cache key):
   attention over the KV cache, activations, depthwise and 2-D convolutions) still computes in fp32,
   and the graph's inputs and outputs keep their fp32 dtypes (``TensorSpec.dtype_at``): the
   runtime's buffers and the KV cache are the fp32 graph's;
-- two schemes, tried in this order by the gate (``trials``), the first that passes is kept:
+- three schemes, tried in this order by the gate (``trials``), the first that passes is kept:
   ``dynamic`` (``quantize_dynamic``: ``MatMulInteger`` with int8 weights, one symmetric scale per
   output column, and uint8 activations quantized per tensor at run time: no calibration set, so
-  nothing depends on the data the gate happens to draw), then ``blocks`` (``MatMulNBits`` 8 bits,
-  one scale per block of 128 input rows of each column, activations quantized per block:
-  ``accuracy_level`` 4); then both again with the rewritten convolutions left fp32, then with
+  nothing depends on the data the gate happens to draw), ``rows`` (the same weights and kernel,
+  activations quantized per row, i.e. per token: ``_rows``), then ``blocks`` (``MatMulNBits`` 8
+  bits, one scale per block of 128 input rows of each column, activations quantized per block:
+  ``accuracy_level`` 4); then all three again with the rewritten convolutions left fp32, then with
   candidate groups left fp32 as well, one more group per level;
 - Gemm nodes with a constant weight (GPT-2's ``Conv1D`` exports as ``Gemm``) are first rewritten
   as MatMul (+ Add for a bias), and 1-D convolutions over channels (group 1, stride 1: the DiT's
@@ -24,8 +25,10 @@ Why ``dynamic`` first (README, int8 section; 2 threads, Intel Xeon with AMX and 
 int8×int8 product runs on the matrix units, and on the DiT's sizes ((2,600,512)×(512,1536)) it took
 0.73 ms against MatMulNBits' 4.5 ms and fp32's 7.6 ms; on the GPT decode step (1-3 rows, bound by
 the weights' bytes, which are int8 in both) the two were within 3-9 % (dynamic ahead) and
-MatMulNBits 0.5-1 dB more accurate (29.5-30.0 vs 28.8-29.5 dB logits SNR). ``blocks`` stays as the
-more accurate fallback before any weight is left fp32. ConvInteger (the quantizer's own int8
+MatMulNBits 0.5-1 dB more accurate (29.5-30.0 vs 28.8-29.5 dB logits SNR). ``rows`` next: at
+(200,1280)×(1280,3840) with 32 rows 20× the others, 1.0 ms and 38.8 dB against ``dynamic``'s 0.65 ms
+and 31.3 dB (13.6 dB on the ordinary rows) and fp32's 5.9 ms. ``blocks`` stays as the most accurate
+fallback before any weight is left fp32. ConvInteger (the quantizer's own int8
 convolution) ran 2.2-3.6× slower than the fp32 Conv at BigVGAN's sizes, hence the rewrite as
 MatMul, not ConvInteger.
 
@@ -49,13 +52,24 @@ from onnx import helper, numpy_helper
 from .mixed_precision import _meta, _save
 
 QUANTIZED_OPS = ("MatMul",)
+# the weights' int8 levels: [-64, 64], not [-127, 127]. On x86 without VNNI (AVX2 only: this
+# project's CI machine, an AMD EPYC) ONNX Runtime's u8 × s8 kernel adds pairs of products in int16
+# (vpmaddubsw), which saturates unless 2·255·|w| ≤ 32767: measured there, MatMulInteger with full-range
+# weights was wrong by up to 4·10⁶ on random inputs and exact with |w| ≤ 64 (and the tiny build's
+# `dynamic` graphs failed the gate at 6-19 dB). With VNNI or AMX the sums are int32 either way, so
+# the reduced range makes the integer results the same on every x86 CPU: a verdict reached on one
+# holds on the others. It is quantize_dynamic's ``reduce_range``.
+W_LEVELS = 64
 SCHEMES = {
-    "dynamic": {"tool": "quantize_dynamic", "weights": "int8, per output column, symmetric",
+    "dynamic": {"tool": "quantize_dynamic", "weights": "int8 in [-64, 64] (reduce_range), per output column, symmetric",
                 "activations": "uint8, per tensor, at run time", "op": "MatMulInteger"},
+    "rows": {"tool": "indextts-trt ONNX rewrite (_rows)",
+             "weights": "int8 in [-64, 64], per output column, symmetric",
+             "activations": "int8 per row (token), symmetric, at run time; fed as uint8 + 128", "op": "MatMulInteger"},
     "blocks": {"tool": "MatMulNBitsQuantizer", "bits": 8, "block_size": 128, "symmetric": True, "accuracy_level": 4,
                "op": "MatMulNBits"},
 }
-SETTINGS = {"schemes": SCHEMES, "order": ["dynamic", "blocks"], "op_types": list(QUANTIZED_OPS),
+SETTINGS = {"schemes": SCHEMES, "order": ["dynamic", "rows", "blocks"], "op_types": list(QUANTIZED_OPS),
             "gemm_as_matmul": True, "conv1d_as_matmul": True}
 INT8_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "MatMulNBits", "DynamicQuantizeMatMul",
             "MatMulIntegerToFloat", "ConvInteger"}  # ops only a quantized graph has
@@ -78,7 +92,7 @@ class Int8Conversion:
 def converter_name() -> str:
     import onnxruntime
 
-    return f"onnxruntime {onnxruntime.__version__} quantization (quantize_dynamic, MatMulNBitsQuantizer)"
+    return f"onnxruntime {onnxruntime.__version__} quantization (quantize_dynamic, MatMulNBitsQuantizer) + _rows"
 
 
 def _attr(n, name, default):
@@ -238,8 +252,8 @@ def convert_int8(fp32_path: str | Path, out_path: str | Path, exclude=(), scheme
     excluded = sorted(set(targets) & set(exclude))
     with _root_quiet():
         keep = set(excluded)
-        out = (_dynamic if scheme == "dynamic" else _blocks)(model, [t for t in targets if t not in keep],
-                                                            excluded, out_path.parent)
+        out = {"dynamic": _dynamic, "rows": _rows, "blocks": _blocks}[scheme](
+            model, [t for t in targets if t not in keep], excluded, out_path.parent)
     del model
     if _io(out) != io:
         raise Int8Error(f"{fp32_path.name}: the quantizer changed the graph's inputs/outputs")
@@ -273,11 +287,80 @@ def _dynamic(model, nodes, excluded, scratch: Path) -> onnx.ModelProto:
 
     with tempfile.TemporaryDirectory(prefix=".int8-dynamic-", dir=scratch) as tmp:
         dst = Path(tmp) / "q.onnx"
-        quantize_dynamic(model, dst, per_channel=True, weight_type=QuantType.QInt8,
+        quantize_dynamic(model, dst, per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
                          op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_quantize=nodes,
                          nodes_to_exclude=excluded, use_external_data_format=True,
                          extra_options={"MatMulConstBOnly": True})
         return onnx.load(str(dst))  # external data read in before the directory goes
+
+
+def _rows(model, nodes, excluded, scratch: Path) -> onnx.ModelProto:
+    """Each MatMul of ``nodes`` as int8 × int8 with **one scale per activation row** (token):
+    s = max|x| / 127 over the row, q = round(x / s) ∈ [-127, 127]; weights int8 in [-64, 64]
+    (``W_LEVELS``) with one symmetric scale per output column (``quantize_dynamic``'s per-channel
+    rule with its ``reduce_range``); y = (q·W_q) · s · s_w.
+
+    Why a third scheme: ``dynamic`` shares one activation scale over the whole tensor, so a few
+    large rows (the GPT prefill's conditioning latents beside its text and codes) leave the others
+    a handful of levels: the full-size prefill failed the gate at 21 dB with ``dynamic`` and passed
+    only with ``blocks``, whose kernel misses the matrix units (README, int8 section). ONNX
+    Runtime's CPU kernel for int8 × int8 MatMulInteger is a slow path here (28 ms against 1.0 ms
+    at (200,1280)×(1280,3840)), so q is fed as uint8 q + 128 with the scalar zero point 128: the
+    same integer products, on the u8 × s8 kernel ``dynamic`` uses."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    todo = set(nodes)
+
+    def const(name, value, dtype):
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(np.asarray(value, dtype), name)
+            g.initializer.append(inits[name])
+        return name
+
+    const("__rows_tiny", 1e-30, np.float32)  # an all-zero row: scale 1e-30/127, q 0, y 0
+    const("__rows_127", 127.0, np.float32)
+    const("__rows_128", 128.0, np.float32)
+    const("__rows_z", 128, np.uint8)
+    out = []
+    for n in g.node:
+        if n.name not in todo:
+            out.append(n)
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
+        if w.ndim != 2:
+            raise Int8Error(f"{n.name}: weight of shape {w.shape}, the rows scheme takes (K, N)")
+        wq_name, ws_name = f"{n.input[1]}__rows_q", f"{n.input[1]}__rows_s"
+        if wq_name not in inits:  # one int8 copy of a weight several MatMuls share
+            ws = np.abs(w).max(axis=0) / W_LEVELS
+            ws = np.where(ws > 0, ws, 1.0).astype(np.float32)
+            const(wq_name, np.clip(np.rint(w / ws), -W_LEVELS, W_LEVELS), np.int8)
+            const(ws_name, ws, np.float32)
+        p, x = f"{n.name}__rows", n.input[0]
+        if opset >= 18:
+            rmax = helper.make_node("ReduceMax", [f"{p}_abs", const("__rows_axes", [-1], np.int64)], [f"{p}_max"],
+                                    name=f"{p}_max", keepdims=1)
+        else:
+            rmax = helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_max"], name=f"{p}_max", axes=[-1], keepdims=1)
+        steps = [
+            helper.make_node("Abs", [x], [f"{p}_abs"], name=f"{p}_abs"), rmax,
+            helper.make_node("Max", [f"{p}_max", "__rows_tiny"], [f"{p}_mx"], name=f"{p}_mx"),
+            helper.make_node("Div", [f"{p}_mx", "__rows_127"], [f"{p}_s"], name=f"{p}_s"),  # (..., M, 1)
+            helper.make_node("Div", [x, f"{p}_s"], [f"{p}_xd"], name=f"{p}_xd"),
+            helper.make_node("Round", [f"{p}_xd"], [f"{p}_xr"], name=f"{p}_xr"),  # half to even, in [-127, 127]
+            helper.make_node("Add", [f"{p}_xr", "__rows_128"], [f"{p}_xu"], name=f"{p}_xu"),
+            helper.make_node("Cast", [f"{p}_xu"], [f"{p}_q"], name=f"{p}_q", to=onnx.TensorProto.UINT8),
+            helper.make_node("MatMulInteger", [f"{p}_q", wq_name, "__rows_z"], [f"{p}_yi"], name=n.name),
+            helper.make_node("Cast", [f"{p}_yi"], [f"{p}_yf"], name=f"{p}_yf", to=onnx.TensorProto.FLOAT),
+            helper.make_node("Mul", [f"{p}_yf", f"{p}_s"], [f"{p}_ys"], name=f"{p}_ys"),
+            helper.make_node("Mul", [f"{p}_ys", ws_name], [n.output[0]], name=f"{p}_y"),
+        ]
+        _copy_meta(n, steps[8])
+        out.extend(steps)
+    del g.node[:]
+    g.node.extend(out)
+    _drop_unused(g)
+    return model
 
 
 @contextmanager

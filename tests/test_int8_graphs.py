@@ -107,8 +107,8 @@ def _restore(out, full):
 
 
 def test_a_too_tight_int8_tolerance_falls_back_to_fp32_with_its_reason(engine_dir, tiny_ckpt, tmp_path, monkeypatch):
-    """The real gate and judge with an int8 tolerance no quantized graph meets (200 dB SNR): both
-    schemes, then every exclusion list, smallest first, are tried, and the stage keeps its fp32
+    """The real gate and judge with an int8 tolerance no quantized graph meets (200 dB SNR): the
+    three schemes, then every exclusion list, smallest first, are tried, and the stage keeps its fp32
     graph, saying why."""
     from indextts_trt.runtime.spec import StageSpec, Tolerance
 
@@ -121,10 +121,11 @@ def test_a_too_tight_int8_tolerance_falls_back_to_fp32_with_its_reason(engine_di
     (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
     assert r.precision == "fp32" and r.chosen == "fp32 fallback"
     names = [t.name for t in r.trials]
-    # the tiny GPT has no convolution: its first exclusion level is the heads, each level in both schemes
-    assert names[:4] == ["dynamic", "blocks", "dynamic, heads", "blocks, heads"] and len(names) >= 6, names
+    # the tiny GPT has no convolution: its first exclusion level is the heads, each level in every scheme
+    assert names[:6] == ["dynamic", "rows", "blocks", "dynamic, heads", "rows, heads", "blocks, heads"], names
+    assert len(names) >= 9, names
     excluded = [t.nodes for t in r.trials]
-    assert excluded == sorted(excluded) and excluded[1] == 0 < excluded[2] == excluded[3]  # each level excludes more
+    assert excluded == sorted(excluded) and excluded[2] == 0 < excluded[3] == excluded[5]  # each level excludes more
     assert not any(t.passed for t in r.trials)
     assert all(t.worst["limit"] == ">= 200.0 dB" and t.worst["measure"] < 200 for t in r.trials)
     g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
@@ -156,7 +157,7 @@ def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engin
     a, b = (s.run(None, feed) for s in sess.values())
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-5)
-    heads = iq.trials(ReferenceModels(tiny_ckpt).adapter("gpt_decode"), src)[3]
+    heads = iq.trials(ReferenceModels(tiny_ckpt).adapter("gpt_decode"), src)[5]
     assert heads[:2] == ("blocks, heads", "blocks") and heads[3]
     for scheme, spec in iq.SCHEMES.items():
         conv = iq.convert_int8(src, tmp_path / f"{scheme}.onnx", heads[3], scheme)
@@ -262,7 +263,7 @@ def test_conv1d_as_matmul_is_the_same_convolution_and_leaves_the_others(k, pads,
 
 def test_the_first_exclusion_level_is_the_rewritten_convolutions(engine_dir, tiny_ckpt):
     """A stage with 1-D channel convolutions (the tiny DiT's WaveNet, w2v-bert's pointwise ones)
-    tries both schemes with exactly those Convs left fp32 before any module group."""
+    tries every scheme with exactly those Convs left fp32 before any module group."""
     from indextts_trt.export.variant import ReferenceModels
 
     models = ReferenceModels(tiny_ckpt)
@@ -273,7 +274,58 @@ def test_the_first_exclusion_level_is_the_rewritten_convolutions(engine_dir, tin
         convs = sorted(n.name for n in g.node if iq._conv1d_rewritable(n, inits))
         assert convs and set(convs) <= set(iq.quantizable_nodes(src)), stage
         t = iq.trials(models.adapter(stage), src)
-        assert [x[:2] for x in t[:4]] == [("dynamic", "dynamic"), ("blocks", "blocks"),
-                                          ("dynamic, convolutions", "dynamic"), ("blocks, convolutions", "blocks")]
-        assert t[2][3] == t[3][3] == convs and t[2][2], stage  # exactly the Convs; their module paths recorded
-        assert all(set(convs) <= set(x[3]) for x in t[4:])  # later levels keep them excluded
+        assert [x[:2] for x in t[:6]] == [(s, s) for s in iq.SETTINGS["order"]] + [
+            (f"{s}, convolutions", s) for s in iq.SETTINGS["order"]]
+        assert t[3][3] == t[4][3] == t[5][3] == convs and t[3][2], stage  # exactly the Convs; their paths recorded
+        assert all(set(convs) <= set(x[3]) for x in t[6:])  # later levels keep them excluded
+
+
+def test_rows_scales_each_activation_row_and_beats_one_scale_per_tensor(tmp_path):
+    """``rows`` computes exactly (round(x/s_row)·round(W/s_col))·s_row·s_col (an all-zero row
+    included) at opsets with ReduceMax's axes as attribute and as input; with a few rows far larger
+    than the rest (the prefill's conditioning beside its text) it keeps the ordinary rows' error
+    small, where ``dynamic``'s one scale per tensor loses them. Every row here reaches the uint8
+    extremes, so on a CPU without VNNI (int16 pair sums: ``W_LEVELS``) full-range weights would
+    break the exact match."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    k, n = 45, 38
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "M", k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "M", n])],
+                          [numpy_helper.from_array(w, "w")])
+    x = rng.standard_normal((2, 19, k)).astype(np.float32)
+    x[:, :3] *= 40  # three large rows per batch item
+    x[1, 7] = 0
+    ordinary = np.ones(x.shape[:2], bool)
+    ordinary[:, :3] = False
+
+    def snr(y, ref):
+        return 10 * np.log10((ref ** 2).sum() / ((y - ref) ** 2).sum())
+
+    for opset in (17, 20):
+        src = tmp_path / f"f{opset}.onnx"
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 10
+        onnx.save(m, str(src))
+        got = {}
+        for scheme in ("rows", "dynamic"):
+            c = iq.convert_int8(src, tmp_path / f"{scheme}{opset}.onnx", (), scheme)
+            assert c.quantized == 1 and c.scheme == scheme
+            sess = ort.InferenceSession(str(tmp_path / f"{scheme}{opset}.onnx"), providers=["CPUExecutionProvider"])
+            got[scheme] = sess.run(None, {"x": x})[0]
+        xs = np.maximum(np.abs(x).max(-1, keepdims=True), 1e-30) / 127
+        ws = np.abs(w).max(0) / iq.W_LEVELS
+        model = (np.rint(x / xs) @ np.rint(w / ws)) * xs * ws  # integer products: exact in fp32 at this size
+        np.testing.assert_allclose(got["rows"], model, rtol=1e-6, atol=1e-6 * np.abs(model).max())
+        assert not got["rows"][1, 7].any()
+        for scheme in ("rows", "dynamic"):  # no weight beyond the levels an int16 pair sum holds
+            q = [numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / f"{scheme}{opset}.onnx")).graph.initializer
+                 if i.data_type == TensorProto.INT8]
+            assert q and max(int(np.abs(a.astype(np.int32)).max()) for a in q) <= iq.W_LEVELS, scheme
+        ref = x @ w
+        rows, dyn = (snr(got[s][ordinary], ref[ordinary]) for s in ("rows", "dynamic"))
+        assert rows > 35 and rows > dyn + 10, (rows, dyn)
