@@ -12,11 +12,12 @@ trying in order
 and keeping the first graph that passes at every point. A stage none of them saves keeps its fp32
 graph, with the failure recorded as the reason: the build reports it, never silently.
 
-int8 (``int8_quant.py``): ONNX Runtime's own quantizers make the weight MatMuls (and the Gemms and
-1-D convolutions rewritten as MatMul) int8 (I/O, KV cache and every other op stay fp32), for ONNX
-Runtime's CPU provider only (TensorRT's int8 needs Q/DQ calibration, which this does not do). The
-same gate judges it with the spec's int8 tolerances; the trials are the schemes (``dynamic``, then
-the more accurate ``blocks``) with nothing excluded, then both with exclusion lists (MatMuls left
+int8 (``int8_quant.py``): ONNX Runtime's quantizers (and our per-row rewrite on its kernel) make the
+weight MatMuls (and the Gemms and 1-D convolutions rewritten as MatMul) int8 (I/O, KV cache and
+every other op stay fp32), for ONNX Runtime's CPU provider only (TensorRT's int8 needs Q/DQ
+calibration, which this does not do). The same gate judges it with the spec's int8 tolerances; the
+trials are the schemes (``dynamic``, ``rows``, then the more accurate ``blocks``) with nothing
+excluded, then all three with exclusion lists (MatMuls left
 fp32: the islands' part) growing one group at a time, the rewritten convolutions first
 (``int8_quant.trials``). A stage whose spec
 states no int8 tolerance, or with no weight MatMul, keeps its fp32 graph with that reason.

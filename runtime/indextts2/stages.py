@@ -43,7 +43,8 @@ EXACT = {"fp32": Tolerance("exact"), "fp16": Tolerance("exact"), "bf16": Toleran
 #   its pointwise convolutions int8, 27.5 dB with them fp32, which is what it keeps: README, int8).
 # - the DiT step: the fp16 tolerance (q0.99 of the error ratio at atol = rtol = 5e-2): an int8 step
 #   may be as far from fp32 as an fp16 step may. Measured at full size: 0.80 at the awkward point
-#   (``dynamic``, its WaveNet convolutions int8 too), for 2.2× the fp32 step's speed at T 600.
+#   (``dynamic``, its WaveNet convolutions int8 too), for 2.2× the fp32 step's speed at T 600 on an
+#   Intel Xeon with AMX (1.6× on an AVX2 CPU without VNNI: README, Measured here).
 INT8_SNR = Tolerance("snr", snr_db=25.0)
 FEATURES_INT8 = {**MAX_FP32, "int8": INT8_SNR}
 LOGITS_INT8 = {**LOGITS, "int8": INT8_SNR}
