@@ -23,7 +23,7 @@ NO_TRT = {"int8": "int8 graphs run on ONNX Runtime only: TensorRT's int8 needs Q
                   "does not do"}
 # option field -> flag, so an OptionError names what the user typed
 FLAGS = {"stages": "--stage", "points": "--points", "precision": "--precision", "size": "--size",
-         "variant": "--variant"}
+         "variant": "--variant", "int8_pick": "--int8-pick"}
 _STATE = {"debug": False}
 
 
@@ -107,6 +107,9 @@ def build_cmd(
                                "size) and max; each point is one more parity run per stage"),
     trt: bool = typer.Option(None, "--trt/--no-trt", show_default=False, help="also plan and build TensorRT "
                              "engines (default: on for fp16/bf16, off for fp32)"),
+    int8_pick: str = typer.Option("fastest", "--int8-pick", help="int8: which passing graph a stage keeps: fastest "
+                                  "(each scheme's, and fp32's, timed on this machine; the choice follows the CPU) "
+                                  "or first (the ladder's first pass: the same on every machine)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Export every stage to ONNX and gate it on parity with the PyTorch reference; then (--trt) the
@@ -121,6 +124,10 @@ def build_cmd(
             raise OptionError("precision", precision, f"use one of {', '.join(PRECISIONS)}")
         if precision in NO_TRT and (trt or tf32):
             raise OptionError("precision", precision, NO_TRT[precision] + ": drop --trt/--tf32")
+        from indextts_trt.export.int8_pick import PICKS
+
+        if int8_pick not in PICKS:
+            raise OptionError("int8_pick", int8_pick, f"use one of {', '.join(PICKS)}")
         checkpoints = _checkpoints(checkpoints)
         out = out if out is not None else engines_for(checkpoints)
         typer.echo(f"{checkpoints} -> {out}", err=True)
@@ -140,7 +147,7 @@ def build_cmd(
     pts = tuple(p.strip() for p in points.split(",") if p.strip())
     if precision != "fp32":
         with _errors():
-            _precision_graphs(checkpoints, out, precision, pts, force)
+            _precision_graphs(checkpoints, out, precision, pts, force, int8_pick)
     if trt is None:
         trt = precision in ("fp16", "bf16") or tf32
     if not trt:
@@ -198,14 +205,19 @@ def plan_cmd(
         _plan(out, precision, tf32)
 
 
-def _precision_graphs(checkpoints: Path, out: Path, precision: str, points: tuple[str, ...], force: bool) -> None:
+def _precision_graphs(checkpoints: Path, out: Path, precision: str, points: tuple[str, ...], force: bool,
+                      int8_pick: str = "fastest") -> None:
     from indextts_trt.export.precision_graphs import make_precision_graphs
 
-    res = make_precision_graphs(checkpoints, out, precision, points, force=force, progress=True, log_line=typer.echo)
+    res = make_precision_graphs(checkpoints, out, precision, points, force=force, progress=True, log_line=typer.echo,
+                                int8_pick=int8_pick)
     kept = [r.stage for r in res if r.precision == "fp32" and r.note.startswith("not quantized")]
-    fallback = [r.stage for r in res if r.precision == "fp32" and r.stage not in kept]
-    typer.echo(f"{precision} graphs: {len(res) - len(fallback) - len(kept)} of {len(res)} stages in {precision}"
+    faster = [r.stage for r in res if r.precision == "fp32" and r.note.startswith("fp32 is faster")]
+    fallback = [r.stage for r in res if r.precision == "fp32" and r.stage not in kept + faster]
+    typer.echo(f"{precision} graphs: {len(res) - len(fallback) - len(kept) - len(faster)} of {len(res)} stages in "
+               f"{precision}"
                + (f"; fp32 (no island set passes): {', '.join(fallback)}" if fallback else "")
+               + (f"; fp32 (faster on this CPU): {', '.join(faster)}" if faster else "")
                + (f"; fp32 (not quantized): {', '.join(kept)}" if kept else "")
                + f"; report: {out / f'precision_{precision}_report.md'}")
     if precision in NO_TRT:

@@ -6,7 +6,7 @@ What int8 means here (``SETTINGS``, part of the graph's cache key):
   attention over the KV cache, activations, depthwise and 2-D convolutions) still computes in fp32,
   and the graph's inputs and outputs keep their fp32 dtypes (``TensorSpec.dtype_at``): the
   runtime's buffers and the KV cache are the fp32 graph's;
-- three schemes, tried in this order by the gate (``trials``), the first that passes is kept:
+- three schemes, tried in this order by the gate (``trials``; which passing graph is kept: int8_pick.py):
   ``dynamic`` (``quantize_dynamic``: ``MatMulInteger`` with int8 weights, one symmetric scale per
   output column, and uint8 activations quantized per tensor at run time: no calibration set, so
   nothing depends on the data the gate happens to draw), ``rows`` (the same weights and kernel,

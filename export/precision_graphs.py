@@ -17,10 +17,11 @@ weight MatMuls (and the Gemms and 1-D convolutions rewritten as MatMul) int8 (I/
 every other op stay fp32), for ONNX Runtime's CPU provider only (TensorRT's int8 needs Q/DQ
 calibration, which this does not do). The same gate judges it with the spec's int8 tolerances; the
 trials are the schemes (``dynamic``, ``rows``, then the more accurate ``blocks``) with nothing
-excluded, then all three with exclusion lists (MatMuls left
-fp32: the islands' part) growing one group at a time, the rewritten convolutions first
-(``int8_quant.trials``). A stage whose spec
-states no int8 tolerance, or with no weight MatMul, keeps its fp32 graph with that reason.
+excluded, then all three with exclusion lists (MatMuls left fp32: the islands' part) growing one
+group at a time, the rewritten convolutions first (``int8_quant.trials``). Which passing graph is
+kept is ``int8_pick``'s: by default the fastest on the build machine (fp32 included: a stage whose
+int8 graphs are all slower keeps fp32 and says so), or the first. A stage whose spec states no int8
+tolerance, or with no weight MatMul, keeps its fp32 graph with that reason.
 
 bf16: ONNX Runtime's CPU provider has no bf16 kernels (export/mixed_precision.py), so the bf16
 graph is written and type-checked with the emulation's islands but not gated here; the runtime
@@ -28,7 +29,8 @@ refuses to run it on ONNX Runtime, and TensorRT's engine gate (``engines.build_a
 the check that remains for it, on a GPU.
 
 Cache: a stage's graph is redone when its fp32 graph, the precision, the converter's version or
-this code change (``cache_key``); judged again when only the check (tolerances, points, the gate's
+this code change (``cache_key``; for int8 also its settings, the pick, and under ``fastest`` the
+CPU it was timed on); judged again when only the check (tolerances, points, the gate's
 code, ONNX Runtime's version) changed. A re-exported fp32 graph drops its converted graphs
 (``build.py``).
 """
@@ -57,7 +59,7 @@ log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).resolve().parent
 CODE = (_HERE / "precision_graphs.py", _HERE / "mixed_precision.py", _HERE / "precision.py", _HERE / "trt_plan.py")
-INT8_CODE = (*CODE, _HERE / "int8_quant.py")
+INT8_CODE = (*CODE, _HERE / "int8_quant.py", _HERE / "int8_pick.py")
 GATE_CODE = (_HERE / "parity.py",)
 GATED = ("fp16", "int8")  # precisions ONNX Runtime's CPU provider can run
 UNGATED_REASON = {"bf16": "ONNX Runtime's CPU provider has no bf16 kernels: written and type-checked, not gated "
@@ -71,6 +73,7 @@ class Trial:
     nodes: int
     passed: bool
     worst: dict = field(default_factory=dict)  # the output furthest from passing: output, point, measure, limit
+    ms: float | None = None  # int8 --int8-pick fastest: ms per call at the timing point (int8_pick)
 
 
 @dataclass
@@ -116,6 +119,11 @@ class _Gate:
             sz = " ".join(f"{d.name}={sizes[point][d.name]}" for d in spec.free_dims)
             self.points.append((point, sz, feed, run_reference(module, spec, feed)))
 
+    @property
+    def timing_feed(self) -> dict:
+        """The feed int8_pick times graphs on: the opt point's (the export shape), else the first."""
+        return next((feed for point, _, feed, _ in self.points if point == "opt"), self.points[0][2])
+
     def judge(self, onnx_path: Path) -> list[OutputCheck]:
         from .mixed_precision import ort_runner
 
@@ -153,6 +161,48 @@ def _island_trials(module, analysis: dict) -> list[tuple[str, list[str]]]:
     return trials
 
 
+def _slug(trial: str) -> str:
+    return trial.replace(", ", "_").replace(" ", "_").replace("+", "")
+
+
+def _int8_ladder(module, fp32_path: Path, gate: _Gate, tmp: Path, stem: str, pick: str, timer):
+    """int8_pick.choose over int8_quant.trials: each attempt converts, gates and (``fastest``) times
+    one graph in its own folder under ``tmp``; a failed one's graph is removed at once (at full
+    size each is up to 2 GB). Returns (trials, kept as (name, paths, nodes, checks) or None, the
+    kept graph's folder, a note when fp32 is faster, the timing record or None)."""
+    import shutil
+
+    from . import int8_pick, int8_quant
+
+    def attempt(t):
+        name, scheme, _, nodes = t
+        where = tmp / _slug(name)
+        where.mkdir()
+        int8_quant.convert_int8(fp32_path, where / stem, nodes, scheme)
+        checks = gate.judge(where / stem)
+        ms = timer(where / stem, gate.timing_feed) if pick == "fastest" else None
+        a = int8_pick.Attempt(all(c.passed for c in checks), checks, where, ms)
+        if not a.passed:
+            shutil.rmtree(where)
+        return a
+
+    done, kept, fp32_ms = int8_pick.choose(int8_quant.trials(module, fp32_path), attempt, pick,
+                                           lambda: timer(fp32_path, gate.timing_feed))
+    trials = [Trial(a.name, len(a.paths), len(a.nodes), a.passed, _worst(a.checks),
+                    None if a.ms is None else round(a.ms, 1)) for a in done]
+    timing, note = None, ""
+    if fp32_ms is not None:
+        point = next((p for p, _, feed, _ in gate.points if feed is gate.timing_feed), "?")
+        timing = {"point": point, "fp32_ms": round(fp32_ms, 1), "threads": int8_pick.timing_threads()}
+        if kept is None:
+            fastest = min((a for a in done if a.passed), key=lambda a: a.ms)
+            note = (f"fp32 is faster on this CPU: {fp32_ms:.0f} ms at {point} against {fastest.ms:.0f} ms for the "
+                    f"fastest passing int8 graph ({fastest.name}); the stage runs its fp32 graph")
+    if kept is None:
+        return trials, None, None, note, timing
+    return trials, (kept.name, kept.paths, kept.nodes, kept.checks), kept.where, note, timing
+
+
 def _analysis(models, out: Path, name: str, spec: StageSpec, precision: str, fp32_sha: str) -> dict:
     """The PyTorch emulation's result for a stage (``precision_<p>.json``), reused while its fp32
     graph is unchanged."""
@@ -186,15 +236,21 @@ def _drop_files(out: Path, stem: str) -> None:
 
 
 def make_precision_graphs(checkpoints, out: str | Path, precision: str, points: tuple[str, ...],
-                          force: bool = False, progress: bool = True, log_line=print) -> list[StageGraph]:
+                          force: bool = False, progress: bool = True, log_line=print, int8_pick: str = "fastest",
+                          timer=None) -> list[StageGraph]:
     """Write and gate every stage's ``precision`` graph of the built directory ``out``; record each
-    in the manifest. Returns one :class:`StageGraph` per stage, in pipeline order."""
+    in the manifest. Returns one :class:`StageGraph` per stage, in pipeline order. int8 only:
+    ``int8_pick`` (int8_pick.PICKS) and ``timer`` ((graph path, feed) → ms; int8_pick.time_graph)."""
+    from .int8_pick import PICKS
+
+    if int8_pick not in PICKS:
+        raise ValueError(f"int8 pick {int8_pick!r}: use one of {', '.join(PICKS)}")
     from filelock import FileLock, Timeout
 
     out = Path(out)
     try:
         with FileLock(str(out / ".build.lock"), timeout=0):
-            return _make(checkpoints, out, precision, points, force, progress, log_line)
+            return _make(checkpoints, out, precision, points, force, progress, log_line, int8_pick, timer)
     except Timeout:
         from .build import BuildError
 
@@ -202,7 +258,7 @@ def make_precision_graphs(checkpoints, out: str | Path, precision: str, points: 
 
 
 def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force: bool, progress: bool,
-          log_line) -> list[StageGraph]:
+          log_line, int8_pick: str, timer) -> list[StageGraph]:
     from tqdm import tqdm
 
     from .build import TMP_PREFIX
@@ -214,10 +270,12 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
     models = ReferenceModels(checkpoints)
     specs, ev = models.variant.runtime.stage_specs(models.cfg), models.variant
     if precision == "int8":
+        from . import int8_pick as ip
         from . import int8_quant
 
         code, converter = files_fingerprint(INT8_CODE), int8_quant.converter_name()
-        key_extra = {"settings": int8_quant.SETTINGS}
+        key_extra = {"settings": int8_quant.SETTINGS, **ip.timing_key(int8_pick)}
+        timer = timer or ip.time_graph
     else:
         code, converter, key_extra = files_fingerprint(CODE), f"modelopt {_modelopt_version()}", {}
     gate_key = {"code": files_fingerprint(GATE_CODE), "onnxruntime": library_versions()["onnxruntime"],
@@ -240,7 +298,7 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
         fp32_path = out / entry["onnx"]
         skip = int8_quant.skip_reason(spec, fp32_path) if precision == "int8" else ""
         analysis = _analysis(models, out, name, spec, precision, fp32_sha) if precision != "int8" else None
-        trials, kept, note, record = [], None, skip, {}
+        trials, kept, note, record, timing = [], None, skip, {}, None
         src_dir = None
         with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{precision}-{name}-", dir=out) as tmpdir:
             tmp = Path(tmpdir)
@@ -256,22 +314,17 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
             else:
                 module = models.adapter(name)
                 gate = _Gate(spec, module, ev.sources[name].sampler, precision, points)
-                if precision == "int8":  # (name, scheme, paths, nodes): the scheme rides on the trial
-                    tries = int8_quant.trials(module, fp32_path)
-                    write = lambda dst, scheme, nodes: int8_quant.convert_int8(fp32_path, dst, nodes,  # noqa: E731
-                                                                               scheme)
-                else:
-                    tries = [(t, None, isl, island_nodes(fp32_path, isl))
-                             for t, isl in _island_trials(module, analysis)]
-                    write = lambda dst, scheme, nodes: convert(fp32_path, dst, precision, nodes,  # noqa: E731
-                                                               io_policy(spec, precision))
-                for tname, scheme, isl, nodes in tries:
-                    if isl and not nodes and precision != "int8":
+                if precision == "int8":
+                    trials, kept, src_dir, note, timing = _int8_ladder(module, fp32_path, gate, tmp, stem,
+                                                                       int8_pick, timer)
+                for tname, isl in (_island_trials(module, analysis) if precision != "int8" else []):
+                    nodes = island_nodes(fp32_path, isl)
+                    if isl and not nodes:
                         raise ValueError(f"stage {name}: the fp32 islands {isl[:3]}... match no node of "
                                          f"{fp32_path.name}: the graph lacks name_scopes metadata")
-                    try_dir = tmp / tname.replace(", ", "_").replace(" ", "_").replace("+", "")
+                    try_dir = tmp / _slug(tname)
                     try_dir.mkdir()
-                    write(try_dir / stem, scheme, nodes)
+                    convert(fp32_path, try_dir / stem, precision, nodes, io_policy(spec, precision))
                     checks = gate.judge(try_dir / stem)
                     ok = all(c.passed for c in checks)
                     trials.append(Trial(tname, len(isl), len(nodes), ok, _worst(checks)))
@@ -286,7 +339,8 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
                           "precision": precision, "islands": kept[1], "island_nodes": len(kept[2]),
                           "chosen": kept[0], "parity": parity}
         if not kept:
-            if skip:
+            faster = bool(note) and not skip  # int8_pick: every passing int8 graph is slower than fp32
+            if skip or faster:
                 pass
             elif trials:
                 w = trials[-1].worst
@@ -297,10 +351,12 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
             _drop_files(out, stem)
             record = {"onnx": entry["onnx"], "files": dict(entry["files"]), "sizes": dict(entry.get("sizes") or {}),
                       "precision": "fp32", "islands": [""], "island_nodes": 0,
-                      "chosen": "fp32 (not quantized)" if skip else "fp32 fallback",
+                      "chosen": "fp32 (not quantized)" if skip else "fp32 (faster)" if faster else "fp32 fallback",
                       "parity": {"passed": True, "precision": "fp32", "check_key": check,
                                  "checks": entry["parity"]["checks"]}}
         record.update(note=note, cache_key=key, converter=converter, trials=[asdict(t) for t in trials])
+        if timing:
+            record["timing"] = timing
         if analysis is not None:
             record["emulation"] = {"islands": len(analysis["islands"]), "passed_without": analysis["passed_without"]}
         if key_extra:
@@ -320,7 +376,7 @@ def _make(checkpoints, out: Path, precision: str, points: tuple[str, ...], force
 def _summary(record: dict) -> str:
     if record["chosen"] == "fp32 fallback":
         return "fp32 (fallback: " + record["note"] + ")"
-    if record["chosen"] == "fp32 (not quantized)":
+    if record["chosen"] in ("fp32 (not quantized)", "fp32 (faster)"):
         return "fp32 (" + record["note"] + ")"
     isl = f"{record['island_nodes']} fp32 island nodes" if record["island_nodes"] else "no islands"
     gated = "parity passed" if record["parity"]["passed"] else "not gated"
@@ -328,9 +384,12 @@ def _summary(record: dict) -> str:
 
 
 def report_markdown(manifest: dict, precision: str) -> str:
+    picks = {g.get("pick") for e in manifest["stages"].values() if (g := (e.get("graphs") or {}).get(precision))}
+    kept = ("the fastest passing graph at the timing point is kept (ms per call; fp32 when it is faster: "
+            "`--int8-pick fastest`, export/int8_pick.py)" if "fastest" in picks else "the first that passes is kept")
     lines = [f"# {precision} graphs (ONNX Runtime CPU vs the fp32 PyTorch reference)", "",
              "Each trial is the converted graph itself, judged at every parity point with the spec's "
-             f"{precision} tolerances (measure ≤ 1 passes; SNR in dB); the first that passes is kept.", "",
+             f"{precision} tolerances (measure ≤ 1 passes; SNR in dB); {kept}.", "",
              "| stage | graph | islands kept | trial: worst output (point) measure vs limit | note |",
              "|---|---|---|---|---|"]
     for name, entry in manifest["stages"].items():
@@ -340,7 +399,10 @@ def report_markdown(manifest: dict, precision: str) -> str:
             continue
         trials = "<br>".join(f"{t['name']} ({t['nodes']} nodes): {'pass' if t['passed'] else 'FAIL'}, "
                              f"{t['worst']['output']} ({t['worst']['point']}) {t['worst']['measure']:.3g} vs "
-                             f"{t['worst']['limit']}" for t in g.get("trials", [])) or "–"
+                             f"{t['worst']['limit']}" + (f", {t['ms']:.0f} ms" if t.get("ms") is not None else "")
+                             for t in g.get("trials", [])) or "–"
+        if g.get("timing"):
+            trials += f"<br>fp32: {g['timing']['fp32_ms']:.0f} ms ({g['timing']['point']})"
         lines.append(f"| {name} | {g['precision']} | {g['chosen']}, {g['island_nodes']} nodes | {trials} | "
                      f"{g.get('note', '')} |")
     return "\n".join(lines) + "\n"

@@ -19,6 +19,8 @@ from indextts_trt.export import int8_quant as iq
 from indextts_trt.export import precision_graphs as pg
 
 POINTS = ("opt",)  # the shared tiny build's point; the gate's measures at all four: README, int8 section
+# ``first`` (the ladder's first pass) where a test asserts which graph the ladder reaches: ``fastest``
+# would pick by the tiny graphs' timings (tests below, with a timer they control)
 # the stages whose spec tables have int8 entries (runtime/indextts2/stages.py says why these)
 QUANTIZED = {"semantic_encoder", "speaker_conditioning", "emotion_conditioning", "gpt_prefill", "gpt_decode",
              "dit_step"}
@@ -28,7 +30,8 @@ QUANTIZED = {"semantic_encoder", "speaker_conditioning", "emotion_conditioning",
 def int8_dir(engine_dir, tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "engines"
     shutil.copytree(engine_dir, out)
-    res = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
+    res = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                 int8_pick="first")
     return out, res
 
 
@@ -79,13 +82,15 @@ def test_the_chosen_stages_get_gated_int8_graphs_and_the_others_say_why_not(int8
 def test_a_second_run_reuses_every_graph_and_a_new_setting_redoes_them(int8_dir, tiny_ckpt, monkeypatch):
     out, _ = int8_dir
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.int8.onnx")}
-    res = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
+    res = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                 int8_pick="first")
     assert {r.chosen for r in res} == {"cached"}
     assert before == {p.name: p.stat().st_mtime_ns for p in out.glob("*.int8.onnx")}
     # the converter's settings are in the key: another block size is another graph
     monkeypatch.setitem(iq.SCHEMES["blocks"], "block_size", 32)
     full = _only(out, "gpt_decode")
-    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
+    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                 int8_pick="first")
     assert r.chosen == "dynamic" and r.precision == "int8"
     g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
     assert g["settings"]["schemes"]["blocks"]["block_size"] == 32
@@ -118,7 +123,8 @@ def test_a_too_tight_int8_tolerance_falls_back_to_fp32_with_its_reason(engine_di
     real = StageSpec.tolerance
     monkeypatch.setattr(StageSpec, "tolerance", lambda self, o, p: Tolerance("snr", snr_db=200.0) if p == "int8"
                         else real(self, o, p))
-    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
+    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                 int8_pick="first")
     assert r.precision == "fp32" and r.chosen == "fp32 fallback"
     names = [t.name for t in r.trials]
     # the tiny GPT has no convolution: its first exclusion level is the heads, each level in every scheme
@@ -133,6 +139,87 @@ def test_a_too_tight_int8_tolerance_falls_back_to_fp32_with_its_reason(engine_di
     assert "int8 fails parity even with every candidate island" in g["note"] and "vs >= 200.0 dB" in g["note"]
     assert not (out / "gpt_decode.int8.onnx").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".build-")]
+
+
+def _timer(out, times, calls=None):
+    """A timer for ``--int8-pick fastest`` that gives each graph the time ``times`` names: the fp32
+    graph (in ``out``) as "fp32", a trial's by its folder (the trial's name)."""
+    def timer(path, feed):
+        assert isinstance(feed, dict) and feed  # the gate's feed at the timing point
+        key = "fp32" if path.parent == out else path.parent.name
+        if calls is not None:
+            calls.append(key)
+        return times[key]
+    return timer
+
+
+def test_fastest_keeps_the_fastest_passing_graph_or_fp32_and_reports_the_times(engine_dir, tiny_ckpt, tmp_path):
+    """The real ladder and gate on the tiny GPT decode step (every scheme passes there, measured),
+    with the times set by the test: the fastest passing scheme is kept; then, with fp32 fastest,
+    the stage keeps its fp32 graph and says so."""
+    out = tmp_path / "engines"
+    shutil.copytree(engine_dir, out)
+    _only(out, "gpt_decode")
+    calls = []
+    times = {"dynamic": 9.0, "rows": 4.0, "blocks": 7.0, "fp32": 20.0}
+    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                    timer=_timer(out, times, calls))
+    g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
+    assert r.chosen == g["chosen"] == "rows" and g["precision"] == "int8" and g["pick"] == "fastest"
+    assert [(t["name"], t["passed"], t["ms"]) for t in g["trials"]] == [
+        ("dynamic", True, 9.0), ("rows", True, 4.0), ("blocks", True, 7.0)]
+    assert sorted(calls) == sorted(times)  # each graph timed once
+    assert g["timing"]["fp32_ms"] == 20.0 and g["timing"]["point"] == "opt"
+    ops = {n.op_type for n in onnx.load(str(out / "gpt_decode.int8.onnx")).graph.node}
+    assert "MatMulInteger" in ops and not ops & {"MatMulNBits", "DynamicQuantizeLinear"}  # rows' own graph
+    report = (out / "precision_int8_report.md").read_text()
+    assert "rows (0 nodes): pass" in report and ", 4 ms" in report and "fp32: 20 ms (opt)" in report
+    assert "the fastest passing graph at the timing point is kept" in report
+    # the same machine again: cached; another CPU: timed and chosen again
+    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                    timer=_timer(out, times))
+    assert r.chosen == "cached"
+    from indextts_trt.export import int8_pick as ip
+
+    other = {**ip.cpu_description(), "cpu": "another CPU"}
+    ip_desc = ip.cpu_description
+    try:
+        ip.cpu_description = lambda: other
+        times.update(fp32=1.0)
+        (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                        timer=_timer(out, times))
+    finally:
+        ip.cpu_description = ip_desc
+    g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
+    assert r.chosen == g["chosen"] == "fp32 (faster)" and r.precision == g["precision"] == "fp32"
+    assert g["timed_on"]["cpu"] == "another CPU" and g["onnx"] == "gpt_decode.onnx"
+    assert g["note"] == ("fp32 is faster on this CPU: 1 ms at opt against 4 ms for the fastest passing int8 graph "
+                         "(rows); the stage runs its fp32 graph"), g["note"]
+    assert not (out / "gpt_decode.int8.onnx").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".build-")]
+
+
+def test_the_default_pick_times_the_graphs_on_this_machine(engine_dir, tiny_ckpt, tmp_path):
+    """``fastest`` with the real timer (int8_pick.time_graph): every trial and the fp32 graph get a
+    time, and the graph kept is the one the recorded times and the margin rule make fastest."""
+    from indextts_trt.export import int8_pick as ip
+
+    out = tmp_path / "engines"
+    shutil.copytree(engine_dir, out)
+    _only(out, "gpt_decode")
+    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None)
+    g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
+    assert g["pick"] == "fastest" and g["timed_on"] == ip.cpu_description()
+    assert g["trials"] and all(0 < t["ms"] < 60_000 for t in g["trials"]), g["trials"]
+    fp32 = g["timing"]["fp32_ms"]
+    assert 0 < fp32 < 60_000
+    passing = [t for t in g["trials"] if t["passed"]]
+    fastest = min(passing, key=lambda t: t["ms"])
+    if g["precision"] == "fp32":
+        assert g["chosen"] == "fp32 (faster)" and fp32 < fastest["ms"] * (1 - ip.MARGIN)
+    else:
+        kept = next(t for t in passing if t["name"] == g["chosen"])
+        assert kept["ms"] * (1 - ip.MARGIN) <= fastest["ms"] and fp32 >= kept["ms"] * (1 - ip.MARGIN)
 
 
 def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engine_dir, tiny_ckpt, tiny_cfg, tmp_path):
@@ -329,3 +416,13 @@ def test_rows_scales_each_activation_row_and_beats_one_scale_per_tensor(tmp_path
         ref = x @ w
         rows, dyn = (snr(got[s][ordinary], ref[ordinary]) for s in ("rows", "dynamic"))
         assert rows > 35 and rows > dyn + 10, (rows, dyn)
+
+
+def test_an_unknown_int8_pick_is_a_one_line_usage_error(tiny_ckpt, tmp_path):
+    out = tmp_path / "engines"
+    r = subprocess.run([sys.executable, "-m", "indextts_trt.export.cli", "build", "--checkpoints", str(tiny_ckpt),
+                        "--out", str(out), "--precision", "int8", "--int8-pick", "slowest"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "--int8-pick" in r.stderr and "fastest, first" in r.stderr
+    assert not out.exists()  # refused before anything is built
