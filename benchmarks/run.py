@@ -48,14 +48,9 @@ DEFAULT_OUT = Path("out/bench")  # scratch, ignored by git; benchmarks/results/ 
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from indextts_trt.export.manifest import cpu_info
+
+    cpu = cpu_info()[0]
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     from indextts_trt.runtime.gpu import gpu_summary
 

@@ -1,10 +1,10 @@
 """Which of a stage's int8 graphs the build keeps (``tts-export build --precision int8 --int8-pick``).
 
 ``first``: the first trial of ``int8_quant.trials`` that passes the gate, as the fp16 islands
-are chosen. It is reproducible on any machine, but it is not the fastest. On an AVX2 CPU without
-VNNI (the AMD EPYC the README measures) the full-size GPT prefill's first pass is ``blocks`` with
-nothing excluded: 833 ms against fp32's 580 ms. ``rows`` with the heads and attention projections
-left fp32 also passes, and takes 476 ms.
+are chosen. It is reproducible on any machine, but it is not the fastest: on an AVX2 CPU without
+VNNI the full-size GPT prefill's first pass, ``blocks`` with nothing excluded, is slower than fp32,
+and ``rows`` with the heads and attention projections left fp32 passes too and is faster than both
+(the README's int8 section; every trial's time: benchmarks/results/precision-int8-full-cpu.md).
 
 ``fastest`` (the default): each scheme climbs the exclusion levels until it passes. Every passing
 graph and the fp32 graph are then timed at one parity point, on the build machine, with the
@@ -24,8 +24,6 @@ is kept. The fp32 graph wins only by the same margin.
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,24 +52,17 @@ class Attempt:
 
 
 def timing_threads() -> int:
-    return max(1, os.cpu_count() or 1)  # the runtime's default (runtime/ort_backend.py)
+    from indextts_trt.runtime.ort_backend import default_threads
+
+    return default_threads()
 
 
 def cpu_description() -> dict:
     """What the int8 products' speed depends on: the CPU model, its integer-dot-product
     extensions, and the thread count the graphs are timed with."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-            if flags and model:
-                break
-    except OSError:
-        pass
+    from .manifest import cpu_info
+
+    model, flags = cpu_info()
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
     return {"cpu": model, "int8_extensions": [f for f in wanted if f in flags], "threads": timing_threads()}
 

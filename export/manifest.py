@@ -28,6 +28,24 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags, from the first processor in ``/proc/cpuinfo``
+    (elsewhere the platform's processor name and no flags): benchmark reports and int8 timing
+    keys name the machine with them."""
+    model, flags, named = platform.processor() or platform.machine(), set(), False
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not named:
+            model, named = value.strip(), True
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
 def tool_version() -> str:
     from indextts_trt.runtime import __version__
 

@@ -56,6 +56,11 @@ def import_ort():
     return ort
 
 
+def default_threads() -> int:
+    """ONNX Runtime's intra-op threads when the user names none: one per core."""
+    return max(1, os.cpu_count() or 1)
+
+
 class OrtRunner:
     """Runs one stage graph: inputs bound by name (their dtypes are the graph's, read from the
     session: fp32 graphs take float32, an fp16 graph's KV cache float16; a mismatch is an error,
@@ -69,7 +74,7 @@ class OrtRunner:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        so.intra_op_num_threads = threads or default_threads()
         so.log_severity_level = 3
         wanted = list(providers or ["CPUExecutionProvider"])
         try:

@@ -153,7 +153,8 @@ def _timer(out, times, calls=None):
     return timer
 
 
-def test_fastest_keeps_the_fastest_passing_graph_or_fp32_and_reports_the_times(engine_dir, tiny_ckpt, tmp_path):
+def test_fastest_keeps_the_fastest_passing_graph_or_fp32_and_reports_the_times(engine_dir, tiny_ckpt, tmp_path,
+                                                                               monkeypatch):
     """The real ladder and gate on the tiny GPT decode step (every scheme passes there, measured),
     with the times set by the test: the fastest passing scheme is kept; then, with fp32 fastest,
     the stage keeps its fp32 graph and says so."""
@@ -182,14 +183,10 @@ def test_fastest_keeps_the_fastest_passing_graph_or_fp32_and_reports_the_times(e
     from indextts_trt.export import int8_pick as ip
 
     other = {**ip.cpu_description(), "cpu": "another CPU"}
-    ip_desc = ip.cpu_description
-    try:
-        ip.cpu_description = lambda: other
-        times.update(fp32=1.0)
-        (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
-                                        timer=_timer(out, times))
-    finally:
-        ip.cpu_description = ip_desc
+    monkeypatch.setattr(ip, "cpu_description", lambda: other)
+    times.update(fp32=1.0)
+    (r,) = pg.make_precision_graphs(tiny_ckpt, out, "int8", POINTS, progress=False, log_line=lambda s: None,
+                                    timer=_timer(out, times))
     g = _manifest(out)["stages"]["gpt_decode"]["graphs"]["int8"]
     assert r.chosen == g["chosen"] == "fp32 (faster)" and r.precision == g["precision"] == "fp32"
     assert g["timed_on"]["cpu"] == "another CPU" and g["onnx"] == "gpt_decode.onnx"

@@ -4,6 +4,7 @@ checkpoints with the real gate, is in test_int8_graphs.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -117,5 +118,5 @@ def test_the_timing_key_names_the_cpu_only_for_fastest(monkeypatch):
     k = ip.timing_key("fastest")
     assert k["pick"] == "fastest" and k["timed_on"]["threads"] == ip.timing_threads() >= 1
     assert k["timed_on"]["cpu"]
-    monkeypatch.setattr(ip.os, "cpu_count", lambda: 97)
+    monkeypatch.setattr(os, "cpu_count", lambda: 97)  # the runtime's default: one thread per core
     assert ip.timing_key("fastest")["timed_on"]["threads"] == 97
