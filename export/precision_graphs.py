@@ -189,18 +189,28 @@ def _int8_ladder(module, fp32_path: Path, gate: _Gate, tmp: Path, stem: str, pic
     done, kept, fp32_ms = int8_pick.choose(int8_quant.trials(module, fp32_path), attempt, pick,
                                            lambda: timer(fp32_path, gate.timing_feed))
     trials = [Trial(a.name, len(a.paths), len(a.nodes), a.passed, _worst(a.checks),
-                    None if a.ms is None else round(a.ms, 1)) for a in done]
+                    None if a.ms is None else _ms(a.ms)) for a in done]
     timing, note = None, ""
     if fp32_ms is not None:
         point = next((p for p, _, feed, _ in gate.points if feed is gate.timing_feed), "?")
-        timing = {"point": point, "fp32_ms": round(fp32_ms, 1), "threads": int8_pick.timing_threads()}
+        timing = {"point": point, "fp32_ms": _ms(fp32_ms), "threads": int8_pick.timing_threads()}
         if kept is None:
             fastest = min((a for a in done if a.passed), key=lambda a: a.ms)
-            note = (f"fp32 is faster on this CPU: {fp32_ms:.0f} ms at {point} against {fastest.ms:.0f} ms for the "
+            note = (f"fp32 is faster on this CPU: {_ms_text(fp32_ms)} ms at {point} against {_ms_text(fastest.ms)} ms for the "
                     f"fastest passing int8 graph ({fastest.name}); the stage runs its fp32 graph")
     if kept is None:
         return trials, None, None, note, timing
     return trials, (kept.name, kept.paths, kept.nodes, kept.checks), kept.where, note, timing
+
+
+def _ms(x: float) -> float:
+    """A recorded time: to the microsecond, since the tiny test graphs take a fraction of a ms and
+    a coarser record would no longer show which graph the margin rule made faster."""
+    return round(x, 3)
+
+
+def _ms_text(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _analysis(models, out: Path, name: str, spec: StageSpec, precision: str, fp32_sha: str) -> dict:
@@ -399,10 +409,10 @@ def report_markdown(manifest: dict, precision: str) -> str:
             continue
         trials = "<br>".join(f"{t['name']} ({t['nodes']} nodes): {'pass' if t['passed'] else 'FAIL'}, "
                              f"{t['worst']['output']} ({t['worst']['point']}) {t['worst']['measure']:.3g} vs "
-                             f"{t['worst']['limit']}" + (f", {t['ms']:.0f} ms" if t.get("ms") is not None else "")
+                             f"{t['worst']['limit']}" + (f", {_ms_text(t['ms'])} ms" if t.get("ms") is not None else "")
                              for t in g.get("trials", [])) or "–"
         if g.get("timing"):
-            trials += f"<br>fp32: {g['timing']['fp32_ms']:.0f} ms ({g['timing']['point']})"
+            trials += f"<br>fp32: {_ms_text(g['timing']['fp32_ms'])} ms ({g['timing']['point']})"
         lines.append(f"| {name} | {g['precision']} | {g['chosen']}, {g['island_nodes']} nodes | {trials} | "
                      f"{g.get('note', '')} |")
     return "\n".join(lines) + "\n"

@@ -212,11 +212,12 @@ def test_the_default_pick_times_the_graphs_on_this_machine(engine_dir, tiny_ckpt
     assert 0 < fp32 < 60_000
     passing = [t for t in g["trials"] if t["passed"]]
     fastest = min(passing, key=lambda t: t["ms"])
+    eps = 0.001  # the record is rounded to the microsecond; the choice was made on the unrounded times
     if g["precision"] == "fp32":
-        assert g["chosen"] == "fp32 (faster)" and fp32 < fastest["ms"] * (1 - ip.MARGIN)
+        assert g["chosen"] == "fp32 (faster)" and fp32 < fastest["ms"] * (1 - ip.MARGIN) + eps
     else:
         kept = next(t for t in passing if t["name"] == g["chosen"])
-        assert kept["ms"] * (1 - ip.MARGIN) <= fastest["ms"] and fp32 >= kept["ms"] * (1 - ip.MARGIN)
+        assert kept["ms"] * (1 - ip.MARGIN) <= fastest["ms"] + eps and fp32 + eps >= kept["ms"] * (1 - ip.MARGIN)
 
 
 def test_gemm_as_matmul_is_the_same_product_and_excluded_matmuls_stay_fp32(engine_dir, tiny_ckpt, tiny_cfg, tmp_path):
